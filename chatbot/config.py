@@ -1,0 +1,207 @@
+"""Settings: defaults -> TOML file -> RECOCHAT_* env vars -> CLI flags, validated once.
+
+Env vars use `__` for nesting, e.g. `RECOCHAT_LLM__ADAPTER=runs/adapter`,
+`RECOCHAT_RETRIEVAL__K_FINAL=5`. The TOML file is `recochat.toml` in the working dir or the
+path in `RECOCHAT_CONFIG`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from chatbot.errors import ConfigError
+
+BUILTIN_LLM = "builtin:smollm2-135m-instruct"
+BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
+
+
+class LLMSettings(BaseModel):
+    model: str = Field(
+        BUILTIN_LLM,
+        description="Base model: 'builtin:smollm2-135m-instruct', a local HF model dir, or a hub id "
+        "already in the local HF cache (HF_HUB_OFFLINE=1 is always set).",
+    )
+    adapter: Path | None = Field(None, description="LoRA adapter dir made by `recochat finetune`.")
+    load_in_4bit: bool = Field(
+        False, description="Load the base model in 4-bit NF4 via bitsandbytes (QLoRA-style)."
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32", description="Compute dtype when not 4-bit (float32 is fastest on most CPUs)."
+    )
+    threads: int = Field(0, description="torch CPU threads; 0 = torch's default.")
+    trust_remote_code: bool = Field(
+        False, description="Allow model repos to run their own Python code. Off unless you trust it."
+    )
+    max_reason_tokens: int = Field(32, description="Token budget of one generated reason.")
+    rerank_mode: Literal["logits", "generate"] = Field(
+        "logits",
+        description="'logits': rank by next-token letter probabilities (one forward pass); "
+        "'generate': parse a generated letter list, falling back to logits when unparsable.",
+    )
+    rerank_prior: float = Field(
+        1.0, description="Weight of the retrieval-rank prior fused with the LLM scores.", ge=0
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the LLM runs.")
+
+
+class RetrievalSettings(BaseModel):
+    embedder: str = Field(
+        BUILTIN_EMBEDDER,
+        description="Sentence-transformers model: 'builtin:all-minilm-l6-v2' or a local model dir.",
+    )
+    chroma: str = Field(
+        "",
+        description="Chroma location: empty = embedded store under the home dir; a path; or "
+        "'http://host:port' for a Chroma server.",
+    )
+    collection: str = Field("items", description="Chroma collection name (letters, digits, _-.).")
+    k_candidates: int = Field(20, description="Candidates shown to the LLM reranker.", ge=1, le=26)
+    k_retrieve: int = Field(100, description="Items pulled from each retrieval signal.", ge=1)
+    k_final: int = Field(5, description="Recommendations returned per turn.", ge=1, le=26)
+    diversity: float = Field(
+        0.0, description="MMR diversity in [0, 1]: 0 = pure relevance, higher = more varied lists."
+    )
+    dense_weight: float = Field(1.0, description="Fusion weight of dialogue-text similarity.")
+    liked_weight: float = Field(1.0, description="Fusion weight of similarity to liked items.")
+    cooc_weight: float = Field(1.0, description="Fusion weight of item co-occurrence in logs.")
+    popularity_weight: float = Field(0.3, description="Fusion weight of popularity.")
+
+
+class CatalogSettings(BaseModel):
+    id_field: str = Field("id", description="Field holding the unique item id.")
+    title_field: str = Field("title", description="Field holding the item title.")
+    text_fields: list[str] = Field(
+        default_factory=lambda: ["title", "description", "genres", "tags"],
+        description="Fields joined into the embedded document text.",
+    )
+    metadata_fields: list[str] = Field(
+        default_factory=lambda: ["year", "genres", "tags", "rating", "runtime_min", "popularity"],
+        description="Fields stored as filterable metadata (scalars or lists of strings).",
+    )
+    genre_field: str = Field("genres", description="Field holding genres/categories (a list).")
+    year_field: str = Field("year", description="Field holding a year, for year constraints.")
+    popularity_field: str = Field(
+        "popularity", description="Numeric popularity field for cold-start ranking ('' = none)."
+    )
+
+
+class PromptSettings(BaseModel):
+    dir: Path | None = Field(None, description="Folder of prompt files; default: the bundled ones.")
+    rerank: str = Field("rerank.txt", description="Reranker prompt template file.")
+    reason: str = Field("reason.txt", description="Reason prompt template file.")
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Interface to bind; 127.0.0.1 keeps it local.")
+    port: int = Field(7860, description="Port of the Gradio server.")
+    auth: str = Field("", description="'user:pass' or a path to a file of user:pass lines.")
+    concurrency: int = Field(2, description="Turns run at once (the model is shared).", ge=1)
+    max_queue: int = Field(64, description="Queued requests before new ones are refused.", ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RECOCHAT_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    home: Path = Field(
+        Path(".recochat"),
+        description="Data dir: Chroma store, model cache, sessions, feedback DB.",
+    )
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    max_message_chars: int = Field(2000, description="Longer messages are refused.", ge=1)
+    max_history_turns: int = Field(40, description="Utterances kept in a session's context.")
+    reasons: bool = Field(True, description="Generate an LLM reason per recommendation.")
+
+    @field_validator("retrieval")
+    @classmethod
+    def _check_retrieval(cls, v: RetrievalSettings) -> RetrievalSettings:
+        if not 0.0 <= v.diversity <= 1.0:
+            raise ValueError("set retrieval.diversity between 0 and 1")
+        if v.k_final > v.k_candidates:
+            raise ValueError("set retrieval.k_final <= retrieval.k_candidates")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = os.environ.get("RECOCHAT_CONFIG", "recochat.toml")
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
+        )
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def chroma_location(self) -> str:
+        return self.retrieval.chroma or str(self.home / "chroma")
+
+    @property
+    def model_cache(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def feedback_db(self) -> Path:
+        return self.home / "feedback.sqlite3"
+
+    @property
+    def collab_path(self) -> Path:
+        return self.home / f"collab-{self.retrieval.collection}.json"
+
+
+def load_settings(overrides: dict[str, Any] | None = None) -> Settings:
+    """Build settings; `overrides` (from CLI flags) win over env and TOML.
+
+    Nested keys use dots: {"llm.adapter": "runs/a"}. None values are ignored.
+    """
+    nested: dict[str, Any] = {}
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = nested
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    config_file = os.environ.get("RECOCHAT_CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise ConfigError(f"config file {config_file} not found: fix RECOCHAT_CONFIG or create it")
+    try:
+        return _merge_init(nested)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {where}: {first['msg']}") from None
+
+
+def _merge_init(nested: dict[str, Any]) -> Settings:
+    # Nested init kwargs replace whole sub-models, so merge them over env/TOML values first.
+    base = Settings()
+    merged = base.model_dump()
+    for section, values in nested.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section].update(values)
+        else:
+            merged[section] = values
+    return Settings(**merged)

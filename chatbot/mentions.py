@@ -1,0 +1,140 @@
+"""Find catalog titles in free text and how the user feels about each one.
+
+Titles are matched on normalised word n-grams (lowercase, punctuation and a leading article
+dropped, an optional year), longest first. One-word titles ("Heat", "Up") only count when
+written capitalised and not as a common word, so "it was up to you" does not mention *Up*.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from retrieval.types import Item
+
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_YEAR = re.compile(r"\((\d{4})\)\s*$")
+_ARTICLES = {"the", "a", "an"}
+COMMON_WORDS = frozenset(
+    "a an the i you he she it we they me my your up go in on out is was be do did done yes no "
+    "not one two it's its love like big home her him us them this that there here what why how "
+    "who when where okay ok hi hello thanks thank please good great fine best more now then so "
+    "just also about after before again soon today tomorrow yesterday".split()
+)
+NEGATIVE_CUES = re.compile(
+    r"\b(didn'?t (like|enjoy|love)|did not (like|enjoy)|don'?t (like|want)|do not (like|want)|"
+    r"hated?|disliked?|not a (big )?fan|boring|awful|terrible|worst|overrated|not like|"
+    r"other than|except|already (seen|watched)|seen (it|that)|watched (it|that)|no more|"
+    r"nothing like|not into|couldn'?t stand|can'?t stand)\b"
+)
+_CUE_BEFORE = re.compile(r"\b(like|liked|loved|love|enjoyed|watched|seen|saw|about|than)$")
+SEEN_AFTER = re.compile(r"^\W{0,3}(\(\d{4}\))?\W{0,3}(already|i'?ve seen|seen it|i saw|saw it|"
+                        r"was boring|was awful|was terrible|sucked)")
+
+
+def normalize(text: str) -> list[str]:
+    words = _WORD.findall(text.lower().replace("&", " and "))
+    return words
+
+
+def title_keys(title: str) -> tuple[tuple[str, ...], str | None]:
+    year = _YEAR.search(title)
+    words = normalize(_YEAR.sub("", title))
+    if len(words) > 1 and words[0] in _ARTICLES:
+        words = words[1:]
+    return tuple(words), (year.group(1) if year else None)
+
+
+@dataclass(frozen=True)
+class Mention:
+    item_id: str
+    title: str
+    sentiment: str  # "liked" | "rejected" | "neutral"
+    start: int
+
+
+class TitleIndex:
+    """Normalised-title lookup over a catalog."""
+
+    def __init__(self, items: Iterable[Item]):
+        self._by_key: dict[tuple[str, ...], list[tuple[str, str, str | None, int]]] = {}
+        self.max_len = 1
+        for item in items:
+            words, year = title_keys(item.title)
+            if not words:
+                continue
+            year = year or (str(item.year) if item.year else None)
+            pop = item.metadata.get("popularity", 0)
+            pop = int(pop) if isinstance(pop, int | float) else 0
+            self._by_key.setdefault(words, []).append((item.item_id, item.title, year, pop))
+            self.max_len = max(self.max_len, len(words))
+        self.max_len = min(self.max_len, 12)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def find(self, text: str) -> list[Mention]:
+        """Titles mentioned in `text`, in order of appearance."""
+        spans = [(m.group(0), m.start()) for m in _WORD.finditer(text.lower())]
+        words = [w for w, _ in spans]
+        used = [False] * len(words)
+        found: list[Mention] = []
+        for n in range(min(self.max_len, len(words)), 0, -1):
+            for i in range(len(words) - n + 1):
+                if any(used[i : i + n]):
+                    continue
+                key = tuple(words[i : i + n])
+                start_key = key[1:] if n > 1 and key[0] in _ARTICLES else key
+                entries = self._by_key.get(key) or self._by_key.get(start_key)
+                if not entries:
+                    continue
+                start = spans[i][1]
+                end_word = i + n
+                year = words[end_word] if end_word < len(words) and re.fullmatch(
+                    r"(19|20)\d\d", words[end_word]) else None
+                if len(start_key) == 1 and not self._plausible_single(text, start, year):
+                    continue
+                item_id, title = self._pick(entries, year)
+                span_end = end_word + (1 if year else 0)
+                for j in range(i, min(span_end, len(words))):
+                    used[j] = True
+                last = min(span_end, len(words)) - 1
+                end = spans[last][1] + len(words[last])
+                found.append(Mention(item_id, title, _sentiment(text, start, end), start))
+        return sorted(found, key=lambda m: m.start)
+
+    @staticmethod
+    def _plausible_single(text: str, start: int, year: str | None) -> bool:
+        if year:
+            return True
+        word = _WORD.match(text.lower(), start)
+        original = text[start : start + len(word.group(0))] if word else ""
+        before = text[:start].rstrip()
+        if not original[:1].isupper():
+            return False
+        if original.lower() in COMMON_WORDS and not _CUE_BEFORE.search(before.lower()):
+            return False
+        sentence_start = not before or before[-1] in ".!?"
+        return not sentence_start
+
+    @staticmethod
+    def _pick(entries, year: str | None) -> tuple[str, str]:
+        if year:
+            for item_id, title, y, _ in entries:
+                if y == year:
+                    return item_id, title
+        best = max(entries, key=lambda e: e[3])
+        return best[0], best[1]
+
+
+def _sentiment(text: str, start: int, end: int) -> str:
+    lowered = text.lower()
+    clause_start = max(lowered.rfind(sep, 0, start) for sep in (".", "!", "?", ";", " but "))
+    clause = lowered[clause_start + 1 : start]
+    after = lowered[end : end + 60].lstrip()
+    if NEGATIVE_CUES.search(clause) or SEEN_AFTER.search(after):
+        return "rejected"
+    if re.search(r"\b(haven'?t seen|not seen|never seen)\b", clause):
+        return "neutral"
+    return "liked"

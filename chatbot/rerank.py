@@ -1,0 +1,100 @@
+"""Prompt-templated LLM reranker over lettered candidates.
+
+The prompt lists candidates as `A. Title (year; genre, genre)`. In `logits` mode one forward
+pass gives the model's next-token distribution over the letters; it is fused with the
+retrieval order (a log-rank prior) into the final ranking. In `generate` mode the model writes
+a letter list that is parsed; anything unparsable falls back to the logits/retrieval order and
+is counted. Either way the output is a permutation of the candidates: nothing outside the
+candidate set can be returned.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.templates import render
+from retrieval.types import Item
+
+LABELS = tuple(chr(ord("A") + i) for i in range(26))
+_YEAR_IN_TITLE = re.compile(r"\(\d{4}\)\s*$")
+
+
+def format_candidate(label: str, item: Item) -> str:
+    details = []
+    if item.year and not _YEAR_IN_TITLE.search(item.title):
+        details.append(str(item.year))
+    if item.genres:
+        details.append(", ".join(item.genres[:2]))
+    suffix = f" ({'; '.join(details)})" if details else ""
+    return f"{label}. {item.title}{suffix}"
+
+
+def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 700) -> str:
+    """Render (role, text) pairs oldest first, keeping the most recent `max_chars`."""
+    lines = [f"{'User' if role == 'user' else 'Assistant'}: {text.strip()}" for role, text in
+             utterances if text.strip()]
+    out: list[str] = []
+    used = 0
+    for line in reversed(lines):
+        if used + len(line) > max_chars and out:
+            break
+        out.append(line[-max_chars:])
+        used += len(line) + 1
+    return "\n".join(reversed(out))
+
+
+def rerank_user_text(
+    conversation: str, items: Sequence[Item], *, filename: str | None = None,
+    directory: Path | None = None,
+) -> str:
+    candidates = "\n".join(format_candidate(LABELS[i], it) for i, it in enumerate(items))
+    return render("rerank", filename, directory, conversation=conversation, candidates=candidates)
+
+
+def rerank_target(gold_positions: Sequence[int]) -> str:
+    """The completion the reranker is trained to produce: the gold letters, best first."""
+    return ", ".join(LABELS[i] for i in gold_positions)
+
+
+def parse_ranking(text: str, n: int) -> list[int] | None:
+    """Parse 'C, A, F' (or 'C') into candidate positions; None when nothing valid is found."""
+    seen: list[int] = []
+    for token in re.findall(r"\b([A-Z])\b", text.upper()):
+        pos = ord(token) - ord("A")
+        if pos < n and pos not in seen:
+            seen.append(pos)
+    return seen or None
+
+
+def fuse(llm_logprobs: Sequence[float], prior_weight: float) -> list[float]:
+    """LLM log-probability plus a retrieval prior of -w*log(1+rank) (candidates arrive ranked)."""
+    return [lp - prior_weight * math.log1p(rank) for rank, lp in enumerate(llm_logprobs)]
+
+
+@dataclass
+class RerankResult:
+    order: list[int]
+    scores: list[float]
+    fallback: bool = False
+
+
+def rerank(
+    llm, prompt: str, n: int, *, prior_weight: float = 1.0, mode: str = "logits",
+    max_new_tokens: int = 12,
+) -> RerankResult:
+    """Rank `n` lettered candidates in `prompt` (already chat-formatted)."""
+    labels = list(LABELS[:n])
+    logprobs = llm.label_logprobs(prompt, labels)
+    scores = fuse(logprobs, prior_weight)
+    order = sorted(range(n), key=lambda i: (-scores[i], i))
+    if mode == "logits":
+        return RerankResult(order=order, scores=scores)
+    parsed = parse_ranking(llm.generate([prompt], max_new_tokens)[0], n)
+    if parsed is None:
+        return RerankResult(order=order, scores=scores, fallback=True)
+    rest = [i for i in order if i not in parsed]
+    return RerankResult(order=parsed + rest, scores=scores)

@@ -1,0 +1,122 @@
+"""Per-session dialogue state and its update from one utterance."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatbot.constraints import CatalogSchema, Constraints, to_where, update_constraints
+from chatbot.mentions import TitleIndex
+from retrieval.types import Query
+
+# "something else", "seen those", "not these": reject everything shown last turn.
+REJECT_SHOWN = re.compile(
+    r"\b(seen (them|those|these|all|it)|something else|other (options|ones)|not (these|those)|"
+    r"none of (these|those|them)|different ones|more options)\b"
+)
+
+
+@dataclass
+class DialogueState:
+    session_id: str = ""
+    history: list[tuple[str, str]] = field(default_factory=list)  # (role, text), oldest first
+    liked: list[str] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    mentioned: list[str] = field(default_factory=list)
+    shown: list[str] = field(default_factory=list)
+    last_shown: list[str] = field(default_factory=list)
+    constraints: Constraints = field(default_factory=Constraints)
+    titles: dict[str, str] = field(default_factory=dict)  # item_id -> title, for display
+
+    # -- updates -------------------------------------------------------------------------
+    def add_user(self, text: str, index: TitleIndex, schema: CatalogSchema,
+                 max_history: int = 40) -> None:
+        self.history.append(("user", text))
+        del self.history[:-max_history]
+        if REJECT_SHOWN.search(text.lower()):
+            for item_id in self.last_shown:
+                _add(self.rejected, item_id)
+        for m in index.find(text):
+            self.titles[m.item_id] = m.title
+            _add(self.mentioned, m.item_id)
+            if m.sentiment == "liked":
+                _add(self.liked, m.item_id)
+                _drop(self.rejected, m.item_id)
+            elif m.sentiment == "rejected":
+                _add(self.rejected, m.item_id)
+                _drop(self.liked, m.item_id)
+        update_constraints(self.constraints, text, schema)
+
+    def add_assistant(self, text: str, index: TitleIndex | None = None,
+                      shown: list[str] | None = None, max_history: int = 40) -> None:
+        """Record a bot utterance; titles in it (or `shown`) count as already recommended."""
+        self.history.append(("assistant", text))
+        del self.history[:-max_history]
+        ids = list(shown or [])
+        if index is not None:
+            for m in index.find(text):
+                self.titles[m.item_id] = m.title
+                ids.append(m.item_id)
+                _add(self.mentioned, m.item_id)
+        for item_id in ids:
+            _add(self.shown, item_id)
+        if ids:
+            self.last_shown = list(dict.fromkeys(ids))
+
+    def feedback(self, item_id: str, positive: bool) -> None:
+        if positive:
+            _add(self.liked, item_id)
+            _drop(self.rejected, item_id)
+        else:
+            _add(self.rejected, item_id)
+            _drop(self.liked, item_id)
+
+    # -- queries -------------------------------------------------------------------------
+    def user_words(self, last: int = 3) -> str:
+        return " ".join([t for r, t in self.history if r == "user"][-last:])
+
+    def to_query(self, schema: CatalogSchema, *, exclude_mentioned: bool = True) -> Query:
+        liked_titles = [self.titles.get(i, "") for i in self.liked[-5:]]
+        text = " ".join([self.user_words(), *liked_titles]).strip()
+        exclude = set(self.rejected) | set(self.shown)
+        if exclude_mentioned:
+            exclude |= set(self.mentioned)
+        return Query(
+            text=text,
+            liked_ids=tuple(self.liked[-10:]),
+            exclude_ids=frozenset(exclude),
+            where=to_where(self.constraints, schema),
+            avoid_terms=self.constraints.avoid_terms(),
+        )
+
+    # -- persistence ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "session_id": self.session_id,
+            "history": [list(h) for h in self.history],
+            "liked": self.liked,
+            "rejected": self.rejected,
+            "mentioned": self.mentioned,
+            "shown": self.shown,
+            "last_shown": self.last_shown,
+            "constraints": self.constraints.to_dict(),
+            "titles": self.titles,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DialogueState:
+        data = dict(data)
+        data["history"] = [tuple(h) for h in data.get("history", [])]
+        data["constraints"] = Constraints.from_dict(data.get("constraints", {}))
+        return cls(**data)
+
+
+def _add(seq: list[str], value: str) -> None:
+    if value not in seq:
+        seq.append(value)
+
+
+def _drop(seq: list[str], value: str) -> None:
+    if value in seq:
+        seq.remove(value)

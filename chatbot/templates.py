@@ -1,0 +1,46 @@
+"""Prompt files from `prompts/`, loaded as LangChain templates and checked once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from langchain_core.prompts import PromptTemplate
+
+from chatbot.errors import ConfigError
+
+# Variables each prompt role must use: a missing or extra one is a configuration error.
+ROLE_VARIABLES: dict[str, frozenset[str]] = {
+    "system": frozenset(),
+    "rerank": frozenset({"conversation", "candidates"}),
+    "reason": frozenset({"user_words", "facts"}),
+    "reason_fallback": frozenset({"title", "genres", "year_phrase", "match_phrase"}),
+    "naive_recommend": frozenset({"conversation"}),
+}
+
+
+def bundled_prompt_dir() -> Path:
+    import prompts
+
+    return Path(prompts.__file__).parent
+
+
+@lru_cache(maxsize=64)
+def load_template(role: str, filename: str | None = None, directory: Path | None = None):
+    """Load the prompt file for `role` (default file: `<role>.txt`) and validate its variables."""
+    path = (directory or bundled_prompt_dir()) / (filename or f"{role}.txt")
+    if not path.is_file():
+        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
+    template = PromptTemplate.from_template(path.read_text(encoding="utf-8").strip())
+    expected = ROLE_VARIABLES[role]
+    got = frozenset(template.input_variables)
+    if got != expected:
+        raise ConfigError(
+            f"prompt {path} uses variables {sorted(got)} but needs exactly {sorted(expected)}: "
+            "edit the file"
+        )
+    return template
+
+
+def render(role: str, filename: str | None = None, directory: Path | None = None, **values) -> str:
+    return load_template(role, filename, directory).format(**values)

@@ -1,0 +1,279 @@
+"""`recochat eval`: replay dialogue turns through the product and baselines, write a report.
+
+    recochat eval --catalog ../shared/data/redial/id2info.json --catalog-format redial \
+        --dialogues ../shared/data/redial/valid_data_processed.jsonl --format redial \
+        --split test --train-split --limit 500 --out runs/eval-redial
+
+The catalog is indexed into a collection named after a hash of the catalog file, format,
+field map and embedder, so a rerun reuses the vectors. Collaborative signals come only from
+`--train` (minus any dialogue that is also in `--dialogues`) or from the train split of the
+evaluated file (`--train-split`); without either, only the catalog's popularity field is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from evaluation import metrics
+from evaluation.baselines import (
+    NaiveLLMSystem,
+    PopularitySystem,
+    catalog_popularity,
+    train_popularity,
+)
+from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue, user_words
+from evaluation.report import write_report
+from evaluation.runner import K_EVAL, listed_ids, replay, score
+from evaluation.systems import RecommenderSystem
+from evaluation.titles import TitleIndex
+from retrieval.dialogues import FORMATS, RecTurn, load_rec_turns, split_turns
+from retrieval.types import Item
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("full", "retrieval", "popularity", "naive-llm")
+LLM_SYSTEMS = frozenset({"full", "naive-llm"})
+CATALOG_FORMATS = ("jsonl", "csv", "redial", "opendialkg")
+
+
+def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "eval",
+        help="Replay dialogue turns through the recommender and baselines; write a report.",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--catalog", required=True, type=Path, help="Catalog file to index.")
+    p.add_argument("--catalog-format", choices=CATALOG_FORMATS, help="Default: from the suffix.")
+    p.add_argument("--dialogues", required=True, type=Path, help="Dialogues to replay.")
+    p.add_argument("--format", choices=FORMATS, default="jsonl", help="Format of --dialogues.")
+    p.add_argument("--train", type=Path, help="Dialogues whose turns feed collaborative signals.")
+    p.add_argument("--train-format", choices=FORMATS, help="Format of --train (default: --format).")
+    p.add_argument(
+        "--train-split",
+        action="store_true",
+        help="Take collaborative signals from the train split of --dialogues (needs --split dev "
+        "or test).",
+    )
+    p.add_argument(
+        "--split",
+        choices=("all", "train", "dev", "test"),
+        default="all",
+        help="Evaluate one split of the hash split by dialogue.",
+    )
+    p.add_argument("--split-seed", type=int, default=0, help="Seed of the split (as in training).")
+    p.add_argument("--limit", type=int, help="Evaluate N turns sampled by whole dialogues.")
+    p.add_argument("--seed", type=int, default=0, help="Seed of the --limit sample.")
+    p.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help=f"Comma-separated systems from: {', '.join(SYSTEMS)}.",
+    )
+    p.add_argument("--adapter", type=Path, help="LoRA adapter dir for the LLM (full, naive-llm).")
+    p.add_argument("--out", required=True, type=Path, help="Output dir for the report.")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=run_eval)
+    return p
+
+
+class EvalArgsError(ValueError):
+    """Flags that cannot work together; the message names the fix."""
+
+
+def parse_systems(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SYSTEMS]
+    if unknown or not names:
+        raise EvalArgsError(f"unknown system(s) {unknown or text!r}: use {', '.join(SYSTEMS)}")
+    return list(dict.fromkeys(names))
+
+
+def catalog_key(path: Path, fmt: str | None, field_map: Any, embedder: str) -> str:
+    """Collection name for a catalog: same file, format, field map and embedder → same index."""
+    h = hashlib.sha256(Path(path).read_bytes())
+    h.update(json.dumps([fmt, repr(field_map), embedder]).encode())
+    return f"eval-{h.hexdigest()[:16]}"
+
+
+def _field_map(settings: Any) -> Any:
+    from retrieval.catalog import FieldMap
+
+    wanted = {f.name for f in fields(FieldMap)}
+    given = settings.catalog.model_dump()
+    return FieldMap(**{k: v for k, v in given.items() if k in wanted})
+
+
+def _train_turns(args: argparse.Namespace, all_turns: list[RecTurn]) -> tuple[list[RecTurn], int]:
+    """Turns for collaborative signals, and how many were dropped as overlapping the eval file."""
+    if args.train_split:
+        return split_turns(all_turns, "train", args.split_seed), 0
+    if args.train is None:
+        return [], 0
+    if args.train.resolve() == args.dialogues.resolve():
+        raise EvalArgsError(
+            "--train is the --dialogues file: use --train-split with --split dev or test instead"
+        )
+    turns, rejects = load_rec_turns(args.train, args.train_format or args.format)
+    if rejects:
+        log.warning("--train: skipped %d malformed line(s)", len(rejects))
+    # Some public files split by turn, not by dialogue: a train turn of an evaluated dialogue
+    # would leak its neighbours' answers into the co-occurrence signal.
+    evaluated = {t.dialog_id for t in all_turns}
+    kept = [t for t in turns if t.dialog_id not in evaluated]
+    if len(kept) < len(turns):
+        log.warning(
+            "--train: dropped %d turn(s) of dialogues that are also in --dialogues",
+            len(turns) - len(kept),
+        )
+    return kept, len(turns) - len(kept)
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the whole evaluation described by parsed `eval` flags; returns the report dict."""
+    from chatbot.config import load_settings
+    from retrieval.catalog import load_catalog
+
+    systems = parse_systems(args.systems)
+    if args.train_split and args.split not in ("dev", "test"):
+        raise EvalArgsError("--train-split needs --split dev or --split test")
+    if args.train_split and args.train is not None:
+        raise EvalArgsError("use either --train or --train-split, not both")
+    if args.limit is not None and args.limit < 1:
+        raise EvalArgsError("--limit must be at least 1")
+
+    base = load_settings({"llm.adapter": args.adapter})
+    field_map = _field_map(base)
+    collection = catalog_key(args.catalog, args.catalog_format, field_map, base.retrieval.embedder)
+    settings = load_settings({"llm.adapter": args.adapter, "retrieval.collection": collection})
+
+    out_dir = Path(args.out)
+    catalog = load_catalog(
+        args.catalog, args.catalog_format, field_map, rejects_path=out_dir / "catalog_rejects.jsonl"
+    )
+    items = catalog.items
+    by_id: dict[str, Item] = {it.item_id: it for it in items}
+    cat_pop = catalog_popularity(items)  # the loader stores popularity under this canonical key
+    titles = TitleIndex(items, cat_pop)
+
+    all_turns, rejects = load_rec_turns(
+        args.dialogues, args.format, rejects_path=out_dir / "dialogue_rejects.jsonl"
+    )
+    train_turns, dropped = _train_turns(args, all_turns)
+    chosen = sample_by_dialogue(split_turns(all_turns, args.split, args.split_seed), args.limit,
+                                args.seed)  # fmt: skip
+    turns: list[EvalTurn] = [resolve_turn(t, titles) for t in chosen]
+
+    from retrieval.collab import CollabSignals
+
+    # Always explicit: the recommender must never fall back to the home's collab file, which
+    # may have been learned from the very dialogues evaluated here.
+    collab = CollabSignals.from_catalog(items)
+    if train_turns:
+        names = {n for t in train_turns for n in (*t.gold, *t.mentioned)}
+        title_to_id = {n: i for n in names if (i := titles.lookup(n)) is not None}
+        collab = CollabSignals.from_turns(train_turns, title_to_id)
+    rec = _build_recommender(settings, collab, need_llm=bool(LLM_SYSTEMS & set(systems)))
+    if rec.store.count() != len(by_id):
+        rec.store.sync(items, progress=args.progress)
+
+    train_pop = train_popularity(train_turns, titles) if train_turns else {}
+    popularity = {i: train_pop.get(i, 0.0) for i in by_id} if train_pop else cat_pop
+    if not any(popularity.values()):
+        log.warning("no popularity signal (no --train and no catalog popularity field)")
+    runners = []
+    for name in systems:
+        if name == "full":
+            runners.append(RecommenderSystem("full", rec, use_llm=True, k=K_EVAL))
+        elif name == "retrieval":
+            runners.append(RecommenderSystem("retrieval", rec, use_llm=False, k=K_EVAL))
+        elif name == "popularity":
+            runners.append(PopularitySystem(by_id, popularity, cat_pop))
+        else:
+            runners.append(NaiveLLMSystem(rec.llm, titles, settings.prompts.dir))
+
+    def check_reason(reason: str, item_id: str, context: Any) -> bool:
+        from chatbot.factcheck import unsupported_claims
+
+        item = by_id.get(item_id)
+        return item is not None and bool(unsupported_claims(reason, item, user_words(context)))
+
+    runs = replay(runners, turns, check_reason=check_reason, progress=args.progress)
+    head = metrics.head_items(popularity) if any(popularity.values()) else None
+    ids = sorted(listed_ids(runs, turns) & by_id.keys())
+    vectors = dict(zip(ids, rec.store.embeddings(ids), strict=True)) if ids else {}
+    report: dict[str, Any] = {
+        run.name: score(run, turns, catalog_size=len(by_id), head=head, vectors=vectors)
+        for run in runs
+    }
+    report["catalog_items"] = len(by_id)
+    report["dialogues"] = {
+        "path": str(args.dialogues),
+        "format": args.format,
+        "split": args.split,
+        "dialogues": len({t.turn.dialog_id for t in turns}),
+        "turns": len(turns),
+        "malformed_lines": len(rejects),
+        "gold_not_in_catalog": sum(t.n_unmapped for t in turns),
+        "novel_turns": sum(1 for t in turns if t.novel_gold),
+        "novel_gold": sum(len(t.novel_gold) for t in turns),
+    }
+    report["config"] = {
+        "systems": systems,
+        "catalog": str(args.catalog),
+        "catalog_format": args.catalog_format,
+        "catalog_rejected_rows": len(catalog.rejects),
+        "collection": collection,
+        "train": "train-split" if args.train_split else (str(args.train) if args.train else None),
+        "train_turns": len(train_turns),
+        "train_turns_dropped_as_overlap": dropped,
+        "popularity_source": "train" if train_pop else "catalog",
+        "split_seed": args.split_seed,
+        "limit": args.limit,
+        "seed": args.seed,
+        "k_eval": K_EVAL,
+        "llm": settings.llm.model,
+        "adapter": str(args.adapter) if args.adapter else None,
+        "embedder": settings.retrieval.embedder,
+        "k_candidates": settings.retrieval.k_candidates,
+        "k_final": settings.retrieval.k_final,
+    }
+    write_report(out_dir, report, runs, turns)
+    return report
+
+
+def _build_recommender(settings: Any, collab: Any, *, need_llm: bool) -> Any:
+    from chatbot.recommender import Recommender, build_recommender
+
+    if need_llm:
+        return build_recommender(settings, collab=collab)
+    # Retrieval and popularity need no LLM: skip loading it.
+    from retrieval.embeddings import load_embedder
+    from retrieval.store import ItemStore
+
+    store = ItemStore(settings.chroma_location, settings.retrieval.collection,
+                      load_embedder(settings.retrieval.embedder))  # fmt: skip
+    return Recommender(settings, store, None, collab)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """CLI entry: run, print where the report is; domain errors become one line on stderr."""
+    import sys
+
+    from chatbot.errors import RecochatError
+    from retrieval.errors import RetrievalError
+
+    try:
+        report = evaluate(args)
+    except (EvalArgsError, RecochatError, RetrievalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    d = report["dialogues"]
+    print(f"evaluated {d['turns']} turns ({d['malformed_lines']} malformed lines skipped)")
+    print(f"report: {Path(args.out) / 'report.md'}")
+    return 0

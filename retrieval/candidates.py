@@ -1,0 +1,166 @@
+"""Hybrid candidate generation: weighted reciprocal-rank fusion of four signals.
+
+    cands = generate_candidates(store, collab, Query("funny heist movie", liked_ids=("m0001",)))
+
+Signals, each a ranked list of item ids that satisfy `query.where`:
+  dense      store.search(query.text)                      (skipped when the text is empty)
+  liked      store.search(mean embedding of liked items)   (skipped with no liked items)
+  cooc       collab.related(liked + mentioned items)       (skipped without collab signals)
+  popularity collab.popular(), then the catalog's own `popularity` field, then item id
+A candidate's score is sum_s weight_s / (60 + rank_s); `Candidate.signals[s]` is the unweighted
+1 / (60 + rank_s), plus `avoid: 0.5` when an avoid term halved the score. Excluded, liked and
+mentioned items are never returned. With `diversity > 0` the final k are re-selected by MMR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from retrieval.collab import CollabSignals
+from retrieval.filters import matches_where
+from retrieval.store import ItemStore
+from retrieval.types import Candidate, Item, Query
+
+RRF_K = 60
+AVOID_PENALTY = 0.5
+
+
+@dataclass(frozen=True)
+class FusionWeights:
+    dense: float = 1.0
+    liked: float = 1.0
+    cooc: float = 1.0
+    popularity: float = 0.3
+
+
+@dataclass
+class _Pool:
+    """Fused scores being accumulated for one query."""
+
+    items: dict[str, Item] = field(default_factory=dict)
+    scores: dict[str, float] = field(default_factory=dict)
+    signals: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def add(self, name: str, weight: float, ranked: Iterable[Item]) -> None:
+        if weight == 0:
+            return
+        for rank, item in enumerate(ranked, start=1):
+            rank_score = 1.0 / (RRF_K + rank)
+            self.items.setdefault(item.item_id, item)
+            self.scores[item.item_id] = self.scores.get(item.item_id, 0.0) + weight * rank_score
+            self.signals.setdefault(item.item_id, {})[name] = rank_score
+
+
+def generate_candidates(
+    store: ItemStore,
+    collab: CollabSignals | None,
+    query: Query,
+    *,
+    k: int = 20,
+    k_retrieve: int = 100,
+    weights: FusionWeights = FusionWeights(),  # noqa: B008 (frozen, so sharing it is safe)
+    diversity: float = 0.0,
+) -> list[Candidate]:
+    """At most k candidates for `query`, best first; deterministic (ties broken by item id)."""
+    if k <= 0:
+        return []
+    catalog = {item.item_id: item for item in store.all_items()}
+    if not catalog:
+        return []
+    blocked = set(query.exclude_ids) | set(query.liked_ids) | set(query.mentioned_ids)
+    depth = max(k_retrieve, k)
+
+    def allowed(item_id: str) -> bool:
+        item = catalog.get(item_id)
+        return (
+            item is not None
+            and item_id not in blocked
+            and matches_where(item.metadata, query.where)
+        )
+
+    def dense_hits(vector: str | list[float]) -> list[Item]:
+        hits = store.search(vector, depth + len(blocked), query.where)
+        return [item for item, _ in hits if item.item_id not in blocked][:depth]
+
+    pool = _Pool()
+    if query.text.strip():
+        pool.add("dense", weights.dense, dense_hits(query.text))
+    liked = [i for i in dict.fromkeys(query.liked_ids) if i in catalog]
+    if liked:
+        centre = store.embeddings(liked).mean(axis=0)
+        norm = float(np.linalg.norm(centre))
+        if norm > 0:
+            pool.add("liked", weights.liked, dense_hits((centre / norm).tolist()))
+    if collab is not None:
+        seeds = [*liked, *(i for i in query.mentioned_ids if i in catalog)]
+        if seeds:
+            related = collab.related(seeds, k=len(catalog), exclude=blocked)
+            cooc = [catalog[i] for i, _ in related if allowed(i)][:depth]
+            pool.add("cooc", weights.cooc, cooc)
+    pool.add("popularity", weights.popularity, _popular(catalog, collab, allowed)[:depth])
+
+    for item_id, item in pool.items.items():
+        if _mentions_any(item, query.avoid_terms):
+            pool.scores[item_id] *= AVOID_PENALTY
+            pool.signals[item_id]["avoid"] = AVOID_PENALTY
+    ranked = sorted(pool.scores, key=lambda i: (-pool.scores[i], i))
+    if diversity > 0 and len(ranked) > k:
+        ranked = _mmr(store, ranked[:depth], pool.scores, k, 1.0 - diversity)
+    return [
+        Candidate(item=pool.items[i], score=pool.scores[i], signals=dict(pool.signals[i]))
+        for i in ranked[:k]
+    ]
+
+
+def _popular(
+    catalog: dict[str, Item], collab: CollabSignals | None, allowed: Callable[[str], bool]
+) -> list[Item]:
+    """Learned popularity first, then the catalog's `popularity` field, then item id."""
+    order: list[str] = []
+    if collab is not None:
+        order = [i for i, _ in collab.popular(k=len(collab.popularity)) if allowed(i)]
+    seen = set(order)
+
+    def catalog_rank(item: Item) -> tuple[float, str]:
+        value = item.metadata.get("popularity")
+        number = (
+            float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
+        )
+        return (-number, item.item_id)
+
+    rest = sorted(
+        (it for i, it in catalog.items() if i not in seen and allowed(i)), key=catalog_rank
+    )
+    return [catalog[i] for i in order] + rest
+
+
+def _mentions_any(item: Item, terms: Iterable[str]) -> bool:
+    needles = [t.strip().lower() for t in terms if t.strip()]
+    if not needles:
+        return False
+    values = [v if isinstance(v, str) else " ".join(map(str, v)) for v in item.metadata.values()]
+    haystack = " ".join([item.title, item.text, *values]).lower()
+    return any(needle in haystack for needle in needles)
+
+
+def _mmr(
+    store: ItemStore, pool: list[str], scores: dict[str, float], k: int, lam: float
+) -> list[str]:
+    """Maximal marginal relevance: lam * relevance - (1 - lam) * max similarity to the chosen."""
+    vectors = store.embeddings(pool)
+    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    similarity = vectors @ vectors.T
+    relevance = np.array([scores[i] for i in pool])
+    relevance = relevance / max(float(relevance.max()), 1e-12)
+    chosen = [0]
+    closest = similarity[0].copy()
+    while len(chosen) < min(k, len(pool)):
+        value = lam * relevance - (1.0 - lam) * closest
+        value[chosen] = -np.inf
+        pick = int(np.argmax(value))  # first maximum: ties keep the fused (score, id) order
+        chosen.append(pick)
+        closest = np.maximum(closest, similarity[pick])
+    return [pool[i] for i in chosen]
