@@ -1,8 +1,8 @@
 """`recochat` command line: thin subcommands over the library.
 
-    recochat index --catalog demo
-    recochat ask "something like Heat but less violent, after 2000" --session s.json
-    recochat chat --port 7860
+recochat index --catalog demo
+recochat ask "something like Heat but less violent, after 2000" --session s.json
+recochat chat --port 7860
 """
 
 from __future__ import annotations
@@ -27,12 +27,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     g.add_argument("--collection", help="Chroma collection name")
     g.add_argument("--model", help="base LLM: builtin, a local HF dir or a cached hub id")
     g.add_argument("--adapter", help="LoRA adapter dir from `recochat finetune`")
-    g.add_argument("--4bit", dest="load_in_4bit", action="store_const", const=True,
-                   help="load the LLM in 4-bit NF4 (bitsandbytes)")
+    g.add_argument(
+        "--4bit",
+        dest="load_in_4bit",
+        action="store_const",
+        const=True,
+        help="load the LLM in 4-bit NF4 (bitsandbytes)",
+    )
     g.add_argument("--k", dest="k_final", type=int, help="recommendations per turn")
     g.add_argument("--diversity", type=float, help="MMR diversity in [0, 1]")
-    g.add_argument("--no-reasons", dest="reasons", action="store_const", const=False,
-                   help="skip LLM reasons (faster)")
+    g.add_argument(
+        "--no-reasons",
+        dest="reasons",
+        action="store_const",
+        const=False,
+        help="skip LLM reasons (faster)",
+    )
     g.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 
 
@@ -66,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=CATALOG_FORMATS, help="default: from the file name")
     p.add_argument("--rejects", help="where rejected rows go (default: <home>/rejects.jsonl)")
     p.add_argument("--interactions", help="dialogue log to learn popularity/co-occurrence from")
-    p.add_argument("--interactions-format", default="jsonl",
-                   choices=["jsonl", "redial", "opendialkg"])
+    p.add_argument(
+        "--interactions-format", default="jsonl", choices=["jsonl", "redial", "opendialkg"]
+    )
     _common(p)
     p.set_defaults(func=cmd_index)
 
@@ -85,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     p.set_defaults(func=cmd_chat)
 
+    # Subcommands owned by other packages register themselves (they import nothing heavy).
+    from evaluation.bench import add_bench_parser
+    from evaluation.cli import add_eval_parser
+    from finetune.cli import add_finetune_parser
+
+    add_eval_parser(sub)
+    add_finetune_parser(sub)
+    add_bench_parser(sub, _common)
     return parser
 
 
@@ -101,10 +120,13 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     report = index_catalog(
-        settings, _catalog_path(args.catalog), fmt=args.format,
+        settings,
+        _catalog_path(args.catalog),
+        fmt=args.format,
         rejects=Path(args.rejects) if args.rejects else None,
         interactions=Path(args.interactions) if args.interactions else None,
-        interactions_format=args.interactions_format, progress=sys.stderr.isatty() or True,
+        interactions_format=args.interactions_format,
+        progress=sys.stderr.isatty() or True,
     )
     print(report.summary())
     return 0
@@ -135,22 +157,36 @@ def cmd_chat(args: argparse.Namespace) -> int:
     from chatbot.app import serve
 
     overrides = _overrides(args)
-    overrides.update({"server.host": args.host, "server.port": args.port,
-                      "server.auth": args.auth})
+    overrides.update({"server.host": args.host, "server.port": args.port, "server.auth": args.auth})
     from chatbot.config import load_settings
 
     serve(load_settings(overrides))
     return 0
 
 
+def _quiet_libraries() -> None:
+    """Model-loading progress bars and optional-kernel notices are noise in a CLI."""
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    verbose = getattr(args, "verbose", False)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not verbose:
+        _quiet_libraries()
     from chatbot.errors import RecochatError
     from retrieval.errors import RetrievalError
 

@@ -40,7 +40,8 @@ class LLMSettings(BaseModel):
     )
     threads: int = Field(0, description="torch CPU threads; 0 = torch's default.")
     trust_remote_code: bool = Field(
-        False, description="Allow model repos to run their own Python code. Off unless you trust it."
+        False,
+        description="Allow model repos to run their own Python code. Off unless you trust it.",
     )
     max_reason_tokens: int = Field(32, description="Token budget of one generated reason.")
     rerank_mode: Literal["logits", "generate"] = Field(

@@ -11,14 +11,35 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 GENRE_SYNONYMS = {
-    "scary": "horror", "horrors": "horror", "funny": "comedy", "comedies": "comedy",
-    "romantic": "romance", "rom com": "romance", "romcom": "romance", "animated": "animation",
-    "cartoon": "animation", "cartoons": "animation", "anime": "animation",
-    "science fiction": "sci-fi", "scifi": "sci-fi", "sci fi": "sci-fi",
-    "documentaries": "documentary", "docs": "documentary", "musicals": "music",
-    "musical": "music", "westerns": "western", "thrillers": "thriller", "dramas": "drama",
-    "mysteries": "mystery", "whodunit": "mystery", "biopic": "biography", "biopics": "biography",
-    "war movies": "war", "sport": "sports", "historical": "history", "fantasy": "fantasy",
+    "scary": "horror",
+    "horrors": "horror",
+    "funny": "comedy",
+    "comedies": "comedy",
+    "romantic": "romance",
+    "rom com": "romance",
+    "romcom": "romance",
+    "animated": "animation",
+    "cartoon": "animation",
+    "cartoons": "animation",
+    "anime": "animation",
+    "science fiction": "sci-fi",
+    "scifi": "sci-fi",
+    "sci fi": "sci-fi",
+    "documentaries": "documentary",
+    "docs": "documentary",
+    "musicals": "music",
+    "musical": "music",
+    "westerns": "western",
+    "thrillers": "thriller",
+    "dramas": "drama",
+    "mysteries": "mystery",
+    "whodunit": "mystery",
+    "biopic": "biography",
+    "biopics": "biography",
+    "war movies": "war",
+    "sport": "sports",
+    "historical": "history",
+    "fantasy": "fantasy",
 }
 NEGATORS = re.compile(
     r"\b(no|not|nothing|without|never|hate|hates|dislike|avoid|except|skip|don'?t want|"
@@ -42,7 +63,9 @@ SOFT_PATTERN = re.compile(
 )
 _CONNECTOR = re.compile(r"^[\s,]*(or|and|nor|,)?\s*(even\s+)?(any\s+)?$")
 _DECADE = re.compile(r"\b(?:(19|20)(\d)0s|'?(\d)0s)\b")
-_AFTER = re.compile(r"\b(after|since|from|newer than|post[- ]?)\s*(?:the year\s*)?((?:19|20)\d\d)\b")
+_AFTER = re.compile(
+    r"\b(after|since|from|newer than|post[- ]?)\s*(?:the year\s*)?((?:19|20)\d\d)\b"
+)
 _BEFORE = re.compile(r"\b(before|until|older than|pre[- ]?)\s*((?:19|20)\d\d)\b")
 _OR_LATER = re.compile(r"\b((?:19|20)\d\d)\s*(or|and)\s*(later|newer|after)\b")
 _BETWEEN = re.compile(r"\bbetween\s*((?:19|20)\d\d)\s*and\s*((?:19|20)\d\d)\b")
@@ -193,8 +216,9 @@ def _years(c: Constraints, text: str) -> None:
 
 
 def _numbers(c: Constraints, text: str, schema: CatalogSchema) -> None:
-    runtime = next((f for f in ("runtime_min", "runtime", "minutes") if f in
-                    schema.numeric_fields), None)
+    runtime = next(
+        (f for f in ("runtime_min", "runtime", "minutes") if f in schema.numeric_fields), None
+    )
     if runtime and (m := _DURATION.search(text)):
         value = float(m.group(2))
         minutes = value * 60 if m.group(3).startswith("h") else value

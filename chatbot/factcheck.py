@@ -12,13 +12,46 @@ import re
 from retrieval.types import Item
 
 GENRE_WORDS = frozenset(
-    "action adventure animated animation biography biopic comedy crime documentary drama "
-    "family fantasy history historical horror musical music mystery noir romance romantic "
-    "sci-fi thriller war western sports superhero heist spy zombie vampire western".split()
+    [
+        "action",
+        "adventure",
+        "animated",
+        "animation",
+        "biography",
+        "biopic",
+        "comedy",
+        "crime",
+        "documentary",
+        "drama",
+        "family",
+        "fantasy",
+        "history",
+        "historical",
+        "horror",
+        "musical",
+        "music",
+        "mystery",
+        "noir",
+        "romance",
+        "romantic",
+        "sci-fi",
+        "thriller",
+        "war",
+        "western",
+        "sports",
+        "superhero",
+        "heist",
+        "spy",
+        "zombie",
+        "vampire",
+        "western",
+    ]
 )
 _NUMBER = re.compile(r"\b\d+(?:[.,]\d+)?\b")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]*")
-_NAME = re.compile(r"\b([A-Z][a-z'-]+(?:\s+(?:[A-Z][a-z'-]+|of|the|de|van|von)){0,3}\s+[A-Z][a-z'-]+)")
+_NAME = re.compile(
+    r"\b([A-Z][a-z'-]+(?:\s+(?:[A-Z][a-z'-]+|of|the|de|van|von)){0,3}\s+[A-Z][a-z'-]+)"
+)
 
 
 def _norm(text: str) -> str:
@@ -47,9 +80,16 @@ def unsupported_claims(reason: str, item: Item, user_text: str) -> list[str]:
 
 
 _GENRE_FAMILY = {
-    "animated": "animation", "animation": "animated", "romantic": "romance",
-    "romance": "romantic", "historical": "history", "history": "historical",
-    "musical": "music", "music": "musical", "biopic": "biography", "biography": "biopic",
+    "animated": "animation",
+    "animation": "animated",
+    "romantic": "romance",
+    "romance": "romantic",
+    "historical": "history",
+    "history": "historical",
+    "musical": "music",
+    "music": "musical",
+    "biopic": "biography",
+    "biography": "biopic",
 }
 
 

@@ -38,9 +38,15 @@ class IndexReport:
 
 def field_map(settings: Settings) -> FieldMap:
     c = settings.catalog
-    return FieldMap(id_field=c.id_field, title_field=c.title_field, text_fields=c.text_fields,
-                    metadata_fields=c.metadata_fields, genre_field=c.genre_field,
-                    year_field=c.year_field, popularity_field=c.popularity_field)
+    return FieldMap(
+        id_field=c.id_field,
+        title_field=c.title_field,
+        text_fields=c.text_fields,
+        metadata_fields=c.metadata_fields,
+        genre_field=c.genre_field,
+        year_field=c.year_field,
+        popularity_field=c.popularity_field,
+    )
 
 
 def open_store(settings: Settings):
@@ -51,17 +57,23 @@ def open_store(settings: Settings):
     return ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
 
 
-def index_catalog(settings: Settings, path: Path, *, fmt: str | None = None,
-                  rejects: Path | None = None, interactions: Path | None = None,
-                  interactions_format: str = "jsonl", progress: bool = True,
-                  store=None) -> IndexReport:
+def index_catalog(
+    settings: Settings,
+    path: Path,
+    *,
+    fmt: str | None = None,
+    rejects: Path | None = None,
+    interactions: Path | None = None,
+    interactions_format: str = "jsonl",
+    progress: bool = True,
+    store=None,
+) -> IndexReport:
     settings.home.mkdir(parents=True, exist_ok=True)
     rejects = rejects or settings.home / "rejects.jsonl"
     loaded = load_catalog(path, fmt, field_map(settings), rejects_path=rejects)
     store = store or open_store(settings)
     sync = store.sync(loaded.items, progress=progress)
-    collab = CollabSignals.from_catalog(loaded.items, field=settings.catalog.popularity_field
-                                        or "popularity")
+    collab = CollabSignals.from_catalog(loaded.items)
     n_turns = 0
     if interactions:
         from retrieval.dialogues import load_rec_turns
@@ -72,8 +84,14 @@ def index_catalog(settings: Settings, path: Path, *, fmt: str | None = None,
         n_turns = len(turns)
     collab.save(settings.collab_path)
     return IndexReport(
-        indexed=len(loaded.items), added=sync.added, updated=sync.updated,
-        deleted=sync.deleted, unchanged=sync.unchanged, rejected=len(loaded.rejects),
-        duplicates=len(loaded.duplicate_ids), seconds=sync.seconds,
-        rejects_path=rejects if loaded.rejects else None, collab_turns=n_turns,
+        indexed=len(loaded.items),
+        added=sync.added,
+        updated=sync.updated,
+        deleted=sync.deleted,
+        unchanged=sync.unchanged,
+        rejected=len(loaded.rejects),
+        duplicates=len(loaded.duplicate_ids),
+        seconds=sync.seconds,
+        rejects_path=rejects if loaded.rejects else None,
+        collab_turns=n_turns,
     )

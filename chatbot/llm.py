@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import threading
 from dataclasses import dataclass, field
@@ -190,11 +191,39 @@ class LLM:
         chosen = logits.float()[label_ids]
         return torch.log_softmax(chosen, dim=-1).tolist()
 
+    def vocabulary_of(self, texts: list[str]) -> set[int]:
+        """Token ids that spell the words of `texts` (with and without a leading space)."""
+        words = {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)}
+        ids: set[int] = set()
+        for w in words:
+            for variant in (
+                w,
+                " " + w,
+                w.lower(),
+                " " + w.lower(),
+                w.capitalize(),
+                " " + w.capitalize(),
+            ):
+                ids.update(self.tokenizer.encode(variant, add_special_tokens=False))
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
     def generate(
-        self, prompts: list[str], max_new_tokens: int, *, stop: str | None = "\n"
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed_tokens: list[set[int]] | None = None,
     ) -> list[str]:
-        """Greedy, batched generation; returns the new text of each prompt (cut at `stop`)."""
+        """Greedy, batched generation; returns the new text of each prompt (cut at `stop`).
+
+        `allowed_tokens[i]` restricts prompt i to those token ids (lexically constrained
+        decoding): the output can only reuse words it was given.
+        """
         import torch
+        from transformers import LogitsProcessorList
 
         if not prompts:
             return []
@@ -209,11 +238,31 @@ class LLM:
                 do_sample=False,
                 pad_token_id=tok.pad_token_id,
                 repetition_penalty=1.1,
+                no_repeat_ngram_size=3,
+                logits_processor=LogitsProcessorList(
+                    [_AllowedTokens(allowed_tokens, self.model.config.vocab_size)]
+                )
+                if allowed_tokens
+                else None,
             )
         texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
         if stop:
             texts = [t.strip().split(stop)[0].strip() for t in texts]
         return [t.strip() for t in texts]
+
+
+class _AllowedTokens:
+    """Logits processor: row i may only emit token ids in allowed[i]."""
+
+    def __init__(self, allowed: list[set[int]], vocab_size: int):
+        import torch
+
+        self.mask = torch.full((len(allowed), vocab_size), float("-inf"))
+        for row, ids in enumerate(allowed):
+            self.mask[row, [i for i in ids if i < vocab_size]] = 0.0
+
+    def __call__(self, input_ids, scores):
+        return scores + self.mask[:, : scores.shape[-1]].to(scores.device, scores.dtype)
 
 
 def load_llm(settings: LLMSettings, cache_dir: Path) -> LLM:

@@ -17,10 +17,82 @@ _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
 _ARTICLES = {"the", "a", "an"}
 COMMON_WORDS = frozenset(
-    "a an the i you he she it we they me my your up go in on out is was be do did done yes no "
-    "not one two it's its love like big home her him us them this that there here what why how "
-    "who when where okay ok hi hello thanks thank please good great fine best more now then so "
-    "just also about after before again soon today tomorrow yesterday".split()
+    [
+        "a",
+        "an",
+        "the",
+        "i",
+        "you",
+        "he",
+        "she",
+        "it",
+        "we",
+        "they",
+        "me",
+        "my",
+        "your",
+        "up",
+        "go",
+        "in",
+        "on",
+        "out",
+        "is",
+        "was",
+        "be",
+        "do",
+        "did",
+        "done",
+        "yes",
+        "no",
+        "not",
+        "one",
+        "two",
+        "it's",
+        "its",
+        "love",
+        "like",
+        "big",
+        "home",
+        "her",
+        "him",
+        "us",
+        "them",
+        "this",
+        "that",
+        "there",
+        "here",
+        "what",
+        "why",
+        "how",
+        "who",
+        "when",
+        "where",
+        "okay",
+        "ok",
+        "hi",
+        "hello",
+        "thanks",
+        "thank",
+        "please",
+        "good",
+        "great",
+        "fine",
+        "best",
+        "more",
+        "now",
+        "then",
+        "so",
+        "just",
+        "also",
+        "about",
+        "after",
+        "before",
+        "again",
+        "soon",
+        "today",
+        "tomorrow",
+        "yesterday",
+    ]
 )
 NEGATIVE_CUES = re.compile(
     r"\b(didn'?t (like|enjoy|love)|did not (like|enjoy)|don'?t (like|want)|do not (like|want)|"
@@ -29,8 +101,10 @@ NEGATIVE_CUES = re.compile(
     r"nothing like|not into|couldn'?t stand|can'?t stand)\b"
 )
 _CUE_BEFORE = re.compile(r"\b(like|liked|loved|love|enjoyed|watched|seen|saw|about|than)$")
-SEEN_AFTER = re.compile(r"^\W{0,3}(\(\d{4}\))?\W{0,3}(already|i'?ve seen|seen it|i saw|saw it|"
-                        r"was boring|was awful|was terrible|sucked)")
+SEEN_AFTER = re.compile(
+    r"^\W{0,3}(\(\d{4}\))?\W{0,3}(already|i'?ve seen|seen it|i saw|saw it|"
+    r"was boring|was awful|was terrible|sucked)"
+)
 
 
 def normalize(text: str) -> list[str]:
@@ -91,8 +165,11 @@ class TitleIndex:
                     continue
                 start = spans[i][1]
                 end_word = i + n
-                year = words[end_word] if end_word < len(words) and re.fullmatch(
-                    r"(19|20)\d\d", words[end_word]) else None
+                year = (
+                    words[end_word]
+                    if end_word < len(words) and re.fullmatch(r"(19|20)\d\d", words[end_word])
+                    else None
+                )
                 if len(start_key) == 1 and not self._plausible_single(text, start, year):
                     continue
                 item_id, title = self._pick(entries, year)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.factcheck import unsupported_claims
-from chatbot.templates import render
+from chatbot.templates import bundled_prompt_dir, render
 from retrieval.types import Item
 
 
@@ -18,10 +19,12 @@ class Reason:
     unsupported: list[str] = field(default_factory=list)
 
 
-def reason_prompt(llm, item: Item, user_words: str, *, filename: str | None = None,
-                  directory: Path | None = None) -> str:
-    user_text = render("reason", filename, directory, user_words=user_words[-400:],
-                       facts=item.facts_text())
+def reason_prompt(
+    llm, item: Item, user_words: str, *, filename: str | None = None, directory: Path | None = None
+) -> str:
+    user_text = render(
+        "reason", filename, directory, user_words=user_words[-400:], facts=item.facts_text()
+    )
     return llm.chat_prompt(user_text, system=render("system", None, directory))
 
 
@@ -31,42 +34,81 @@ def template_reason(item: Item, user_words: str, directory: Path | None = None) 
     genres = item.genres[:2]
     tags = item.metadata.get("tags")
     tags = tags if isinstance(tags, list) else []
-    overlap = [x for x in [*item.genres, *tags] if set(x.lower().replace("-", " ").split()) <= words]
+    overlap = [
+        x for x in [*item.genres, *tags] if set(x.lower().replace("-", " ").split()) <= words
+    ]
     match = f", matching your request for {overlap[0]}" if overlap else ""
     year = f" from {item.year}" if item.year and str(item.year) not in item.title else ""
     return render(
-        "reason_fallback", None, directory, title=item.title,
+        "reason_fallback",
+        None,
+        directory,
+        title=item.title,
         genres=(" and ".join(genres) + " title") if genres else "catalog pick",
-        year_phrase=year, match_phrase=match,
+        year_phrase=year,
+        match_phrase=match,
     )
 
 
+_CONTENT = re.compile(r"[a-z]{4,}")
+_META = re.compile(r"\b(user|item|candidate|criteria|requirements?|request|facts?|reason)\b", re.I)
+
+
 def check_reason(text: str, item: Item, user_words: str, other_titles: Sequence[str]) -> Reason:
+    """Flag unsupported claims, other items' titles, meta-talk, and reasons with no substance."""
     claims = unsupported_claims(text, item, user_words)
     lowered = text.lower()
     claims += [t for t in other_titles if len(t) > 3 and t.lower() in lowered]
-    if len(text.split()) < 4:
-        claims.append("<too short>")
+    if _META.search(text):
+        claims.append("<talks about the prompt>")
+    item_words = set(_CONTENT.findall(item.facts_text(max_list=50).lower()))
+    if len(set(_CONTENT.findall(lowered)) & item_words) < 2:
+        claims.append("<says nothing about the item>")
     return Reason(text=text, fallback=False, unsupported=claims)
 
 
+def reason_vocabulary(llm, item: Item, user_words: str, directory: Path | None = None) -> set[int]:
+    """Tokens a reason may use: the item's facts, the user's words and plain function words."""
+    glue = (directory or bundled_prompt_dir()) / "reason_words.txt"
+    words = glue.read_text(encoding="utf-8") if glue.is_file() else ""
+    return llm.vocabulary_of([item.facts_text(max_list=50), user_words, words, ".,;-'"])
+
+
 def generate_reasons(
-    llm, items: Sequence[Item], user_words: str, *, max_new_tokens: int = 32,
+    llm,
+    items: Sequence[Item],
+    user_words: str,
+    *,
+    max_new_tokens: int = 32,
     directory: Path | None = None,
 ) -> list[Reason]:
     """Batched generation for `items`; unsupported or empty reasons fall back to the template."""
     if not items:
         return []
     prompts = [reason_prompt(llm, it, user_words, directory=directory) for it in items]
-    texts = llm.generate(prompts, max_new_tokens)
+    allowed = [reason_vocabulary(llm, it, user_words, directory) for it in items]
+    texts = [
+        _first_sentence(t) for t in llm.generate(prompts, max_new_tokens, allowed_tokens=allowed)
+    ]
     out: list[Reason] = []
     titles = [it.title for it in items]
     for item, text in zip(items, texts, strict=True):
         others = [t for t in titles if t != item.title]
         checked = check_reason(text, item, user_words, others)
         if checked.unsupported:
-            out.append(Reason(template_reason(item, user_words, directory), True,
-                              checked.unsupported))
+            out.append(
+                Reason(template_reason(item, user_words, directory), True, checked.unsupported)
+            )
         else:
             out.append(checked)
     return out
+
+
+def _first_sentence(text: str) -> str:
+    """Cut at the first sentence end; an unfinished sentence is cut at its last comma."""
+    text = text.strip().strip('"')
+    m = re.search(r"[.!?](\s|$)", text)
+    if m:
+        return text[: m.end()].strip()
+    head = text.rsplit(",", 1)[0] if "," in text else text
+    return head.rstrip(" ,;-") + "."

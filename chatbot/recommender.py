@@ -38,8 +38,12 @@ class Recommendation:
     facts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"item_id": self.item_id, "title": self.title, "reason": self.reason,
-                "score": round(self.score, 4)}
+        return {
+            "item_id": self.item_id,
+            "title": self.title,
+            "reason": self.reason,
+            "score": round(self.score, 4),
+        }
 
 
 @dataclass
@@ -52,9 +56,11 @@ class TurnResult:
     filters: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"reply": self.reply,
-                "recommendations": [r.to_dict() for r in self.recommendations],
-                "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()}}
+        return {
+            "reply": self.reply,
+            "recommendations": [r.to_dict() for r in self.recommendations],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+        }
 
 
 TurnUpdate = TurnResult
@@ -94,8 +100,12 @@ class Recommender:
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
         r = settings.retrieval
-        self.weights = FusionWeights(dense=r.dense_weight, liked=r.liked_weight,
-                                     cooc=r.cooc_weight, popularity=r.popularity_weight)
+        self.weights = FusionWeights(
+            dense=r.dense_weight,
+            liked=r.liked_weight,
+            cooc=r.cooc_weight,
+            popularity=r.popularity_weight,
+        )
 
     # -- catalog-derived lookups (rebuilt when the index version changes) ----------------
     def catalog(self) -> tuple[TitleIndex, CatalogSchema]:
@@ -110,8 +120,7 @@ class Recommender:
                 self._index = TitleIndex(items)
                 self._schema = schema_of(items, self.settings)
                 if self.collab is None:
-                    self.collab = CollabSignals.from_catalog(
-                        items, field=self.settings.catalog.popularity_field or "popularity")
+                    self.collab = CollabSignals.from_catalog(items)
                 self._catalog_version = version
             return self._index, self._schema
 
@@ -138,41 +147,58 @@ class Recommender:
         prep = self._prepare(state, schema, k=self.settings.retrieval.k_candidates)
         clock.lap("retrieval")
         if not prep.candidates:
-            state.add_assistant(self._no_match_reply(state), max_history=self.settings.max_history_turns)
-            yield TurnResult(reply=state.history[-1][1], recommendations=[],
-                             timings_ms=clock.total(), filters=state.constraints.labels())
+            state.add_assistant(
+                self._no_match_reply(state), max_history=self.settings.max_history_turns
+            )
+            yield TurnResult(
+                reply=state.history[-1][1],
+                recommendations=[],
+                timings_ms=clock.total(),
+                filters=state.constraints.labels(),
+            )
             return
         order, counters = self._rerank(prep, clock)
         k = self.settings.retrieval.k_final
         top = [prep.candidates[i] for i in order[:k]]
         recs = [self._card(c, rank) for rank, c in enumerate(top)]
         reply = self._reply(state, recs)
-        ranked = TurnResult(reply=reply, recommendations=recs, timings_ms=dict(clock.ms),
-                            counters=counters, stage="ranked",
-                            filters=state.constraints.labels())
+        ranked = TurnResult(
+            reply=reply,
+            recommendations=recs,
+            timings_ms=dict(clock.ms),
+            counters=counters,
+            stage="ranked",
+            filters=state.constraints.labels(),
+        )
         ranked.timings_ms["first_rec"] = (time.perf_counter() - clock.t0) * 1000
         yield ranked
         if self.settings.reasons:
-            reasons = generate_reasons(self.llm, [c.item for c in top], prep.user_words,
-                                       max_new_tokens=self.settings.llm.max_reason_tokens,
-                                       directory=self.settings.prompts.dir)
+            reasons = generate_reasons(
+                self.llm,
+                [c.item for c in top],
+                prep.user_words,
+                max_new_tokens=self.settings.llm.max_reason_tokens,
+                directory=self.settings.prompts.dir,
+            )
             for rec, reason in zip(recs, reasons, strict=True):
                 rec.reason = reason.text
             counters["reason_fallback"] = sum(r.fallback for r in reasons)
             clock.lap("reasons")
-        state.add_assistant(reply, shown=[r.item_id for r in recs],
-                            max_history=self.settings.max_history_turns)
+        state.add_assistant(
+            reply, shown=[r.item_id for r in recs], max_history=self.settings.max_history_turns
+        )
         timings = clock.total()
         timings["first_rec"] = ranked.timings_ms["first_rec"]
-        yield TurnResult(reply=reply, recommendations=recs, timings_ms=timings,
-                         counters=counters, filters=state.constraints.labels())
+        yield TurnResult(
+            reply=reply,
+            recommendations=recs,
+            timings_ms=timings,
+            counters=counters,
+            filters=state.constraints.labels(),
+        )
 
     def recommend(self, state: DialogueState, message: str) -> TurnResult:
-        result = None
-        for result in self.stream(state, message):
-            pass
-        assert result is not None
-        return result
+        return list(self.stream(state, message))[-1]
 
     # -- offline replay (eval, training data) --------------------------------------------
     def state_from_context(self, context: Sequence[str]) -> DialogueState:
@@ -186,15 +212,27 @@ class Recommender:
                 state.add_assistant(utt, index, max_history=self.settings.max_history_turns)
         return state
 
-    def prepare_context(self, context: Sequence[str], *, exclude_mentioned: bool = True,
-                        k: int | None = None) -> Prepared:
+    def prepare_context(
+        self, context: Sequence[str], *, exclude_mentioned: bool = True, k: int | None = None
+    ) -> Prepared:
         _, schema = self.catalog()
         state = self.state_from_context(context)
-        return self._prepare(state, schema, k=k or self.settings.retrieval.k_candidates,
-                             exclude_mentioned=exclude_mentioned)
+        return self._prepare(
+            state,
+            schema,
+            k=k or self.settings.retrieval.k_candidates,
+            exclude_mentioned=exclude_mentioned,
+        )
 
-    def rank_context(self, context: Sequence[str], *, k: int = 50, use_llm: bool = True,
-                     reasons: bool = True, exclude_mentioned: bool = True) -> TurnResult:
+    def rank_context(
+        self,
+        context: Sequence[str],
+        *,
+        k: int = 50,
+        use_llm: bool = True,
+        reasons: bool = True,
+        exclude_mentioned: bool = True,
+    ) -> TurnResult:
         """Rank `k` items for the dialogue `context`, as the served product would."""
         clock = _Clock()
         n = self.settings.retrieval.k_candidates
@@ -205,20 +243,25 @@ class Recommender:
         if use_llm and prep.candidates:
             head = Prepared(prep.state, prep.conversation, prep.candidates[:n], prep.user_words)
             head_order, counters = self._rerank(head, clock)
-            order = head_order + order[len(head_order):]
+            order = head_order + order[len(head_order) :]
         ranked = [prep.candidates[i] for i in order][:k]
         recs = [self._card(c, rank) for rank, c in enumerate(ranked)]
         if reasons and use_llm and recs:
             kf = self.settings.retrieval.k_final
-            out = generate_reasons(self.llm, [c.item for c in ranked[:kf]], prep.user_words,
-                                   max_new_tokens=self.settings.llm.max_reason_tokens,
-                                   directory=self.settings.prompts.dir)
+            out = generate_reasons(
+                self.llm,
+                [c.item for c in ranked[:kf]],
+                prep.user_words,
+                max_new_tokens=self.settings.llm.max_reason_tokens,
+                directory=self.settings.prompts.dir,
+            )
             for rec, reason in zip(recs, out, strict=False):
                 rec.reason = reason.text
             counters["reason_fallback"] = sum(r.fallback for r in out)
             clock.lap("reasons")
-        return TurnResult(reply="", recommendations=recs, timings_ms=clock.total(),
-                          counters=counters)
+        return TurnResult(
+            reply="", recommendations=recs, timings_ms=clock.total(), counters=counters
+        )
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
         p = self.settings.prompts
@@ -226,29 +269,46 @@ class Recommender:
         return self.llm.chat_prompt(user_text, system=render("system", None, p.dir))
 
     # -- internals -----------------------------------------------------------------------
-    def _prepare(self, state: DialogueState, schema: CatalogSchema, *, k: int,
-                 exclude_mentioned: bool = True) -> Prepared:
+    def _prepare(
+        self, state: DialogueState, schema: CatalogSchema, *, k: int, exclude_mentioned: bool = True
+    ) -> Prepared:
         r = self.settings.retrieval
         query = state.to_query(schema, exclude_mentioned=exclude_mentioned)
-        cands = generate_candidates(self.store, self.collab, query, k=k,
-                                    k_retrieve=max(r.k_retrieve, k), weights=self.weights,
-                                    diversity=r.diversity)
+        cands = generate_candidates(
+            self.store,
+            self.collab,
+            query,
+            k=k,
+            k_retrieve=max(r.k_retrieve, k),
+            weights=self.weights,
+            diversity=r.diversity,
+        )
         return Prepared(state, format_conversation(state.history), cands, state.user_words())
 
     def _rerank(self, prep: Prepared, clock: _Clock) -> tuple[list[int], dict[str, int]]:
         items = [c.item for c in prep.candidates]
         prompt = self.rerank_prompt(prep.conversation, items)
         clock.lap("rerank_prompt")
-        result = rerank(self.llm, prompt, len(items), prior_weight=self.settings.llm.rerank_prior,
-                        mode=self.settings.llm.rerank_mode)
+        result = rerank(
+            self.llm,
+            prompt,
+            len(items),
+            prior_weight=self.settings.llm.rerank_prior,
+            mode=self.settings.llm.rerank_mode,
+        )
         clock.lap("rerank")
         return result.order, {"rerank_fallback": int(result.fallback), "reason_fallback": 0}
 
     @staticmethod
     def _card(c: Candidate, rank: int) -> Recommendation:
         facts = {k: v for k, v in c.item.metadata.items() if k != "description"}
-        return Recommendation(item_id=c.item.item_id, title=c.item.title, reason="",
-                              score=1.0 / (rank + 1), facts=facts)
+        return Recommendation(
+            item_id=c.item.item_id,
+            title=c.item.title,
+            reason="",
+            score=1.0 / (rank + 1),
+            facts=facts,
+        )
 
     @staticmethod
     def _reply(state: DialogueState, recs: list[Recommendation]) -> str:
@@ -260,8 +320,11 @@ class Recommender:
     def _no_match_reply(state: DialogueState) -> str:
         filters = state.constraints.labels()
         if filters:
-            return ("Nothing in the catalog matches all of: " + ", ".join(filters)
-                    + ". Try removing one of these filters.")
+            return (
+                "Nothing in the catalog matches all of: "
+                + ", ".join(filters)
+                + ". Try removing one of these filters."
+            )
         return "I have nothing new to suggest: everything that fits was already shown."
 
 
@@ -278,9 +341,13 @@ def schema_of(items: Sequence[Item], settings: Settings) -> CatalogSchema:
             if isinstance(value, int | float) and not isinstance(value, bool):
                 numeric.add(key)
         has_rating = has_rating or "rating" in it.metadata
-    return CatalogSchema(genres=frozenset(genres), genre_field=cat.genre_field,
-                         year_field=cat.year_field, rating_field="rating" if has_rating else None,
-                         numeric_fields=frozenset(numeric))
+    return CatalogSchema(
+        genres=frozenset(genres),
+        genre_field=cat.genre_field,
+        year_field=cat.year_field,
+        rating_field="rating" if has_rating else None,
+        numeric_fields=frozenset(numeric),
+    )
 
 
 def build_recommender(settings: Settings, collab: CollabSignals | None = None) -> Recommender:
@@ -291,6 +358,8 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
 
     embedder = load_embedder(settings.retrieval.embedder)
     store = ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
+    if store.count() == 0:  # fail fast, before loading the LLM
+        raise NotIndexedError("no catalog is indexed yet: run `recochat index --catalog PATH` first")
     if collab is None and settings.collab_path.is_file():
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)

@@ -21,6 +21,8 @@ from retrieval.types import Item
 
 LABELS = tuple(chr(ord("A") + i) for i in range(26))
 _YEAR_IN_TITLE = re.compile(r"\(\d{4}\)\s*$")
+# A letter list at the start of the answer or right after a colon: "C, A, F" / "Answer: B".
+_LETTER_LIST = re.compile(r"(?:^|:\s*)([A-Z](?:\s*[,;>]\s*[A-Z])*)\s*(?:$|[.)\n])")
 
 
 def format_candidate(label: str, item: Item) -> str:
@@ -35,8 +37,11 @@ def format_candidate(label: str, item: Item) -> str:
 
 def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 700) -> str:
     """Render (role, text) pairs oldest first, keeping the most recent `max_chars`."""
-    lines = [f"{'User' if role == 'user' else 'Assistant'}: {text.strip()}" for role, text in
-             utterances if text.strip()]
+    lines = [
+        f"{'User' if role == 'user' else 'Assistant'}: {text.strip()}"
+        for role, text in utterances
+        if text.strip()
+    ]
     out: list[str] = []
     used = 0
     for line in reversed(lines):
@@ -48,7 +53,10 @@ def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 
 
 
 def rerank_user_text(
-    conversation: str, items: Sequence[Item], *, filename: str | None = None,
+    conversation: str,
+    items: Sequence[Item],
+    *,
+    filename: str | None = None,
     directory: Path | None = None,
 ) -> str:
     candidates = "\n".join(format_candidate(LABELS[i], it) for i, it in enumerate(items))
@@ -62,8 +70,11 @@ def rerank_target(gold_positions: Sequence[int]) -> str:
 
 def parse_ranking(text: str, n: int) -> list[int] | None:
     """Parse 'C, A, F' (or 'C') into candidate positions; None when nothing valid is found."""
+    m = _LETTER_LIST.search(text.strip())
+    if not m:
+        return None
     seen: list[int] = []
-    for token in re.findall(r"\b([A-Z])\b", text.upper()):
+    for token in re.findall(r"[A-Z]", m.group(1)):
         pos = ord(token) - ord("A")
         if pos < n and pos not in seen:
             seen.append(pos)
@@ -83,7 +94,12 @@ class RerankResult:
 
 
 def rerank(
-    llm, prompt: str, n: int, *, prior_weight: float = 1.0, mode: str = "logits",
+    llm,
+    prompt: str,
+    n: int,
+    *,
+    prior_weight: float = 1.0,
+    mode: str = "logits",
     max_new_tokens: int = 12,
 ) -> RerankResult:
     """Rank `n` lettered candidates in `prompt` (already chat-formatted)."""

@@ -52,8 +52,10 @@ def load_session_file(path: Path) -> DialogueState:
     try:
         return DialogueState.from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (ValueError, TypeError, KeyError):
-        raise InputError(f"session file {path} is not a recochat session: delete it or pass "
-                         "another --session path") from None
+        raise InputError(
+            f"session file {path} is not a recochat session: delete it or pass "
+            "another --session path"
+        ) from None
 
 
 def save_session_file(state: DialogueState, path: Path) -> None:

@@ -30,8 +30,9 @@ class DialogueState:
     titles: dict[str, str] = field(default_factory=dict)  # item_id -> title, for display
 
     # -- updates -------------------------------------------------------------------------
-    def add_user(self, text: str, index: TitleIndex, schema: CatalogSchema,
-                 max_history: int = 40) -> None:
+    def add_user(
+        self, text: str, index: TitleIndex, schema: CatalogSchema, max_history: int = 40
+    ) -> None:
         self.history.append(("user", text))
         del self.history[:-max_history]
         if REJECT_SHOWN.search(text.lower()):
@@ -48,8 +49,13 @@ class DialogueState:
                 _drop(self.liked, m.item_id)
         update_constraints(self.constraints, text, schema)
 
-    def add_assistant(self, text: str, index: TitleIndex | None = None,
-                      shown: list[str] | None = None, max_history: int = 40) -> None:
+    def add_assistant(
+        self,
+        text: str,
+        index: TitleIndex | None = None,
+        shown: list[str] | None = None,
+        max_history: int = 40,
+    ) -> None:
         """Record a bot utterance; titles in it (or `shown`) count as already recommended."""
         self.history.append(("assistant", text))
         del self.history[:-max_history]

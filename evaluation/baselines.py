@@ -28,6 +28,7 @@ NAIVE_MAX_TITLES = 20
 _BULLET = re.compile(r"^\s*(?:[-*•·]+|\(?\d{1,2}[.):]|[a-zA-Z][.)])\s+")
 _EXPLANATION = re.compile(r"\s+[-–—]\s+|\s+because\s+")
 _MAX_TITLE_CHARS = 100  # longer lines are sentences, not titles
+_MAX_PROSE_CHARS = 80  # an unnumbered line this long is the model chatting, not a title
 
 
 # -- popularity ---------------------------------------------------------------------------
@@ -84,7 +85,10 @@ def parse_title_lines(text: str, max_titles: int = NAIVE_MAX_TITLES) -> list[str
     titles: list[str] = []
     seen: set[str] = set()
     for line in text.splitlines():
-        line = _BULLET.sub("", line.strip()).strip()
+        bare = _BULLET.sub("", line.strip()).strip()
+        if bare == line.strip() and len(bare) > _MAX_PROSE_CHARS:
+            continue
+        line = bare
         line = _EXPLANATION.split(line, maxsplit=1)[0]
         line = line.strip().strip("*_`\"'“”‘’").strip().rstrip(".,;!").strip()
         if not line or line.endswith(":") or len(line) > _MAX_TITLE_CHARS:

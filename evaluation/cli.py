@@ -16,7 +16,6 @@ import argparse
 import hashlib
 import json
 import logging
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -101,14 +100,6 @@ def catalog_key(path: Path, fmt: str | None, field_map: Any, embedder: str) -> s
     return f"eval-{h.hexdigest()[:16]}"
 
 
-def _field_map(settings: Any) -> Any:
-    from retrieval.catalog import FieldMap
-
-    wanted = {f.name for f in fields(FieldMap)}
-    given = settings.catalog.model_dump()
-    return FieldMap(**{k: v for k, v in given.items() if k in wanted})
-
-
 def _train_turns(args: argparse.Namespace, all_turns: list[RecTurn]) -> tuple[list[RecTurn], int]:
     """Turns for collaborative signals, and how many were dropped as overlapping the eval file."""
     if args.train_split:
@@ -137,6 +128,7 @@ def _train_turns(args: argparse.Namespace, all_turns: list[RecTurn]) -> tuple[li
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run the whole evaluation described by parsed `eval` flags; returns the report dict."""
     from chatbot.config import load_settings
+    from chatbot.indexing import field_map
     from retrieval.catalog import load_catalog
 
     systems = parse_systems(args.systems)
@@ -148,13 +140,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         raise EvalArgsError("--limit must be at least 1")
 
     base = load_settings({"llm.adapter": args.adapter})
-    field_map = _field_map(base)
-    collection = catalog_key(args.catalog, args.catalog_format, field_map, base.retrieval.embedder)
+    fmap = field_map(base)
+    collection = catalog_key(args.catalog, args.catalog_format, fmap, base.retrieval.embedder)
     settings = load_settings({"llm.adapter": args.adapter, "retrieval.collection": collection})
 
     out_dir = Path(args.out)
     catalog = load_catalog(
-        args.catalog, args.catalog_format, field_map, rejects_path=out_dir / "catalog_rejects.jsonl"
+        args.catalog, args.catalog_format, fmap, rejects_path=out_dir / "catalog_rejects.jsonl"
     )
     items = catalog.items
     by_id: dict[str, Item] = {it.item_id: it for it in items}
@@ -167,6 +159,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     train_turns, dropped = _train_turns(args, all_turns)
     chosen = sample_by_dialogue(split_turns(all_turns, args.split, args.split_seed), args.limit,
                                 args.seed)  # fmt: skip
+    if not chosen:
+        raise EvalArgsError(
+            f"no recommender turns in {args.dialogues} (split {args.split}): check --format "
+            "and --split"
+        )
     turns: list[EvalTurn] = [resolve_turn(t, titles) for t in chosen]
 
     from retrieval.collab import CollabSignals
@@ -252,13 +249,9 @@ def _build_recommender(settings: Any, collab: Any, *, need_llm: bool) -> Any:
 
     if need_llm:
         return build_recommender(settings, collab=collab)
-    # Retrieval and popularity need no LLM: skip loading it.
-    from retrieval.embeddings import load_embedder
-    from retrieval.store import ItemStore
+    from chatbot.indexing import open_store
 
-    store = ItemStore(settings.chroma_location, settings.retrieval.collection,
-                      load_embedder(settings.retrieval.embedder))  # fmt: skip
-    return Recommender(settings, store, None, collab)
+    return Recommender(settings, open_store(settings), None, collab)  # no LLM needed: not loaded
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -141,7 +141,7 @@ def _mentions_any(item: Item, terms: Iterable[str]) -> bool:
     needles = [t.strip().lower() for t in terms if t.strip()]
     if not needles:
         return False
-    values = [v if isinstance(v, str) else " ".join(map(str, v)) for v in item.metadata.values()]
+    values = [" ".join(v) if isinstance(v, list) else str(v) for v in item.metadata.values()]
     haystack = " ".join([item.title, item.text, *values]).lower()
     return any(needle in haystack for needle in needles)
 

@@ -54,12 +54,13 @@ class CollabSignals:
     def from_turns(cls, turns: Iterable[TurnLike], title_to_id: Mapping[str, str]) -> CollabSignals:
         """Count gold recommendations, and each (mentioned item, gold item) pair of a turn.
 
-        Titles not in `title_to_id` (unknown items, or entities such as "horror") are ignored.
+        Titles not in `title_to_id` (unknown items, or entities such as "horror") are ignored;
+        a turn's `gold_ids` (when it has them) take precedence over mapping gold titles.
         """
         popularity: defaultdict[str, float] = defaultdict(float)
         cooc: defaultdict[str, defaultdict[str, float]] = defaultdict(lambda: defaultdict(float))
         for turn in turns:
-            gold = _ids(turn.gold, title_to_id)
+            gold = _gold_ids(turn, title_to_id)
             mentioned = _ids(turn.mentioned, title_to_id)
             for rec in gold:
                 popularity[rec] += 1.0
@@ -143,3 +144,14 @@ class CollabSignals:
 
 def _ids(titles: Iterable[str], title_to_id: Mapping[str, str]) -> list[str]:
     return list(dict.fromkeys(title_to_id[t] for t in titles if t in title_to_id))
+
+
+def _gold_ids(turn: TurnLike, title_to_id: Mapping[str, str]) -> list[str]:
+    known: Sequence[str | None] = getattr(turn, "gold_ids", ()) or ()
+    ids = []
+    for index, title in enumerate(turn.gold):
+        item_id = known[index] if index < len(known) else None
+        item_id = item_id or title_to_id.get(title)
+        if item_id and item_id not in ids:
+            ids.append(item_id)
+    return ids

@@ -1,0 +1,271 @@
+"""Training examples that are exactly the serving task (no train/serve skew).
+
+A rerank example is one recommender turn replayed through the product: the recommender's own
+`prepare_context` gives the conversation text and the candidates retrieval returns at serving
+time, and its `rerank_prompt` renders them with the same prompt files and chat template. The
+completion is `rerank_target(gold positions)`: its first token is the letter the logits
+reranker reads. Gold items retrieval missed are swapped in for the last candidate at a seeded
+random position; the other candidates are the hard negatives. Gold items the serving path
+excludes (already mentioned, shown or rejected) are never targets.
+
+A reason example (optional, a minority) is the served reason prompt followed by a sentence
+built only from the item's facts, which the served reason checker accepts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Protocol
+
+from chatbot.rerank import LABELS, rerank_target
+from retrieval.dialogues import RecTurn
+from retrieval.types import Candidate, Item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str  # chat-formatted, ends where the model starts answering
+    completion: str
+    dialog_id: str
+    turn_id: int
+    kind: Literal["rerank", "reason"] = "rerank"
+    n_candidates: int = 0  # lettered candidates in a rerank prompt
+
+
+@dataclass
+class ExampleStats:
+    turns: int = 0
+    examples: int = 0
+    reasons: int = 0
+    no_gold_in_catalog: int = 0  # gold titles not found in the catalog
+    gold_excluded: int = 0  # gold already mentioned/shown/rejected: never a served candidate
+    gold_retrieved: int = 0  # gold items retrieval found on its own
+    gold_inserted: int = 0  # gold items swapped in for a missed retrieval
+    rejected_only: int = 0  # feedback turns where every item was rejected
+    skipped: int = 0  # turns without a usable gold item
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class Prepared(Protocol):
+    conversation: str
+    candidates: list[Candidate]
+
+
+class Recommender(Protocol):
+    """What examples need from `chatbot.recommender.Recommender` (its serving path)."""
+
+    def prepare_context(
+        self, context: Sequence[str], *, exclude_mentioned: bool = True, k: int | None = None
+    ) -> Any: ...
+
+    def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str: ...
+
+
+ReasonPrompt = Callable[[Item, str], str]
+
+
+def normalize_title(title: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", title.lower()))
+
+
+class Catalog:
+    """Find the catalog item of a gold title (by id when known, else exact or normalized title)."""
+
+    def __init__(self, items: Iterable[Item]):
+        self.by_id: dict[str, Item] = {}
+        self.by_title: dict[str, Item] = {}
+        self.by_norm: dict[str, Item] = {}
+        for it in items:
+            self.by_id.setdefault(it.item_id, it)
+            self.by_title.setdefault(it.title, it)
+            self.by_norm.setdefault(normalize_title(it.title), it)
+
+    def __len__(self) -> int:
+        return len(self.by_id)
+
+    def find(self, title: str, item_id: str | None = None) -> Item | None:
+        if item_id and item_id in self.by_id:
+            return self.by_id[item_id]
+        return self.by_title.get(title) or self.by_norm.get(normalize_title(title))
+
+
+def gold_items(
+    turn: RecTurn, catalog: Catalog, stats: ExampleStats, *, positives_only: bool = True
+) -> list[Item]:
+    """The turn's gold items in the catalog; feedback turns keep accepted items only."""
+    ids = turn.gold_ids or (None,) * len(turn.gold)
+    out: list[Item] = []
+    for title, item_id, accepted in zip(turn.gold, ids, turn.accepted, strict=True):
+        if positives_only and accepted is False:
+            continue
+        item = catalog.find(title, item_id)
+        if item is None:
+            stats.no_gold_in_catalog += 1
+        elif item not in out:
+            out.append(item)
+    if not out and turn.accepted and all(a is False for a in turn.accepted):
+        stats.rejected_only += 1
+    return out
+
+
+def excluded_ids(prep: Any) -> set[str]:
+    """Ids the serving path never shows for this context (rejected, shown, mentioned)."""
+    state = getattr(prep, "state", None)
+    if state is None:
+        return set()
+    return {*state.rejected, *state.shown, *state.mentioned}
+
+
+def place_gold(
+    candidates: Sequence[Item], golds: Sequence[Item], k: int, rng: random.Random
+) -> tuple[list[Item], list[int], int]:
+    """Candidates with every gold item present, their positions (gold order), and #inserted.
+
+    Missing gold items replace the last non-gold candidate (or extend a short list up to `k`)
+    and move to a random position, so position carries no hint.
+    """
+    items = list(candidates[:k])
+    gold_ids = {g.item_id for g in golds}
+    inserted = 0
+    for gold in golds:
+        if any(it.item_id == gold.item_id for it in items):
+            continue
+        if len(items) >= k:
+            drop = max(i for i, it in enumerate(items) if it.item_id not in gold_ids)
+            items.pop(drop)
+        items.insert(rng.randrange(len(items) + 1), gold)
+        inserted += 1
+    where = {it.item_id: i for i, it in enumerate(items)}
+    return items, [where[g.item_id] for g in golds], inserted
+
+
+def rerank_example(
+    turn: RecTurn,
+    rec: Recommender,
+    catalog: Catalog,
+    stats: ExampleStats,
+    *,
+    k: int,
+    seed: int,
+) -> tuple[Example | None, Any, list[Item]]:
+    """One rerank example for `turn` (None when it has no usable gold), the prep and golds."""
+    golds = gold_items(turn, catalog, stats)
+    if not golds:
+        return None, None, []
+    prep = rec.prepare_context(turn.context, exclude_mentioned=True, k=k)
+    excluded = excluded_ids(prep) | {
+        it.item_id for t in turn.mentioned if (it := catalog.by_title.get(t)) is not None
+    }
+    usable = [g for g in golds if g.item_id not in excluded]
+    stats.gold_excluded += len(golds) - len(usable)
+    if not usable:
+        return None, prep, []
+    usable = usable[: min(len(usable), k)]
+    retrieved = [c.item for c in prep.candidates]
+    rng = random.Random(f"{seed}:{turn.dialog_id}:{turn.turn_id}")
+    items, positions, inserted = place_gold(retrieved, usable, k, rng)
+    stats.gold_inserted += inserted
+    stats.gold_retrieved += len(usable) - inserted
+    if len(items) > len(LABELS):
+        raise ValueError(f"{len(items)} candidates: the reranker labels at most {len(LABELS)}")
+    example = Example(
+        prompt=rec.rerank_prompt(prep.conversation, items),
+        completion=rerank_target(positions),
+        dialog_id=turn.dialog_id,
+        turn_id=turn.turn_id,
+        n_candidates=len(items),
+    )
+    return example, prep, usable
+
+
+def fact_reason(item: Item) -> str:
+    """A short reason made only of the item's facts and plain function words.
+
+    'A 1995 crime and thriller pick by Michael Mann, with Al Pacino.' Every word is in the
+    item record or `prompts/reason_words.txt`, so the served reason checker accepts it.
+    """
+    genres = " and ".join(item.genres[:2])
+    year = str(item.year) if item.year else ""
+    head = " ".join(x for x in (year, genres, "pick") if x)
+    article = "An" if head[:1].lower() in "aeiou" or head.startswith("18") else "A"
+    text = f"{article} {head}"
+    for key, word in (("director", "by"), ("star", "with"), ("actor", "with")):
+        value = item.metadata.get(key)
+        if isinstance(value, list) and value:
+            text += f"{',' if word == 'with' else ''} {word} {' and '.join(value[:2])}"
+    return text + "."
+
+
+def reason_example(
+    turn: RecTurn, item: Item, user_words: str, reason_prompt: ReasonPrompt
+) -> Example | None:
+    from chatbot.reasons import check_reason
+
+    if not item.genres and not item.year:
+        return None
+    text = fact_reason(item)
+    if check_reason(text, item, user_words, []).unsupported:
+        return None
+    return Example(
+        prompt=reason_prompt(item, user_words),
+        completion=text,
+        dialog_id=turn.dialog_id,
+        turn_id=turn.turn_id,
+        kind="reason",
+    )
+
+
+def build_examples(
+    turns: Sequence[RecTurn],
+    rec: Recommender,
+    catalog: Catalog,
+    *,
+    k: int,
+    seed: int = 0,
+    reason_prompt: ReasonPrompt | None = None,
+    reason_fraction: float = 0.1,
+    progress: bool = False,
+) -> tuple[list[Example], ExampleStats]:
+    """Rerank examples for `turns` (+ about `reason_fraction` reason examples), in turn order."""
+    from tqdm import tqdm
+
+    stats = ExampleStats(turns=len(turns))
+    out: list[Example] = []
+    for turn in tqdm(turns, desc="examples", unit="turn", disable=not progress):
+        example, prep, golds = rerank_example(turn, rec, catalog, stats, k=k, seed=seed)
+        if example is None:
+            stats.skipped += 1
+            continue
+        out.append(example)
+        rng = random.Random(f"reason:{seed}:{turn.dialog_id}:{turn.turn_id}")
+        if reason_prompt is not None and rng.random() < reason_fraction:
+            words = str(getattr(prep, "user_words", ""))
+            extra = reason_example(turn, golds[0], words, reason_prompt)
+            if extra is not None:
+                out.append(extra)
+                stats.reasons += 1
+    stats.examples = len(out)
+    return out, stats
+
+
+def examples_sha256(examples: Iterable[Example]) -> str:
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps(asdict(ex), sort_keys=True).encode())
+        h.update(b"\n")
+    return h.hexdigest()
+
+
+def to_records(examples: Iterable[Example]) -> list[dict[str, str]]:
+    """prompt/completion records for a trl prompt-completion dataset (loss on completion only)."""
+    return [{"prompt": ex.prompt, "completion": ex.completion} for ex in examples]

@@ -1,0 +1,89 @@
+"""Reasons: the claim checker on hand-made cases, and real LLM reasons that never lie."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.factcheck import unsupported_claims
+from chatbot.reasons import check_reason, generate_reasons, template_reason
+from retrieval.types import Item
+
+COLLATERAL = Item(
+    "a",
+    "Collateral",
+    "Collateral. A cab driver drives a hitman around Los Angeles.",
+    {
+        "year": 2004,
+        "genres": ["crime", "thriller"],
+        "tags": ["night", "los angeles"],
+        "description": "A cab driver is forced to drive a hitman around Los Angeles for one night.",
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("reason", "claims"),
+    [
+        ("A tense 2004 crime thriller set over one night in Los Angeles.", []),
+        ("A 1999 thriller.", ["1999"]),  # wrong year
+        ("A heartwarming comedy about a cab driver.", ["comedy"]),  # genre not in record
+        ("Tom Cruise plays a hitman.", ["Tom Cruise"]),  # a person the record does not name
+        ("Like Heat, it is a crime story.", []),  # Heat comes from the user's words
+        ("A thriller that runs 120 minutes.", ["120"]),
+    ],
+)
+def test_unsupported_claims(reason, claims):
+    assert unsupported_claims(reason, COLLATERAL, "something like Heat") == claims
+
+
+def test_generic_or_meta_reasons_are_rejected():
+    assert check_reason("This item meets the user's criteria.", COLLATERAL, "", []).unsupported
+    assert check_reason("It is good.", COLLATERAL, "", []).unsupported
+    assert check_reason("Toy Story fans will love it.", COLLATERAL, "", ["Toy Story"]).unsupported
+    ok = check_reason(
+        "A cab driver and a hitman share one night in Los Angeles.", COLLATERAL, "", []
+    )
+    assert ok.unsupported == []
+
+
+def test_template_reason_uses_only_facts():
+    text = template_reason(COLLATERAL, "a crime movie please")
+    assert (
+        text
+        == "Collateral is a crime and thriller title from 2004, matching your request for crime."
+    )
+    assert unsupported_claims(text, COLLATERAL, "a crime movie please") == []
+
+
+def test_real_llm_reasons_are_grounded(llm):
+    items = [
+        COLLATERAL,
+        Item(
+            "b",
+            "Toy Story",
+            "Toy Story. Toys come alive.",
+            {
+                "year": 1995,
+                "genres": ["animation", "family"],
+                "description": "Toys come alive when their owner leaves the room.",
+            },
+        ),
+    ]
+    reasons = generate_reasons(llm, items, "something fun, like Heat", max_new_tokens=24)
+    assert len(reasons) == 2
+    for item, reason in zip(items, reasons, strict=True):
+        assert reason.text
+        # Whatever the model wrote, what is served states nothing the record does not support.
+        assert unsupported_claims(reason.text, item, "something fun, like Heat") == []
+        assert reason.fallback == bool(reason.unsupported)
+
+
+def test_constrained_decoding_only_reuses_given_words(llm):
+    prompt = llm.chat_prompt("Describe a movie.")
+    allowed = llm.vocabulary_of(["a quiet night drive in the city."])
+    out = llm.generate([prompt], 12, allowed_tokens=[allowed])[0]
+    ids = llm.tokenizer.encode(out, add_special_tokens=False)
+    # Re-tokenising can merge pieces differently, so compare words instead of ids.
+    words = set(llm.tokenizer.decode(ids).lower().replace(".", " ").split())
+    assert words <= {"a", "quiet", "night", "drive", "in", "the", "city"}
+    assert ids

@@ -1,0 +1,106 @@
+"""A multi-turn conversation through the real product: state, Chroma, LLM rerank, reasons."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chatbot.errors import InputError
+from chatbot.state import DialogueState
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _catalog_ids(store) -> set[str]:
+    return {it.item_id for it in store.all_items()}
+
+
+def test_multi_turn_respects_filters_rejections_and_history(recommender, demo_store):
+    state = DialogueState("t1")
+    catalog = {it.item_id: it for it in demo_store.all_items()}
+
+    first = recommender.recommend(state, "something like Heat but less violent, after 2000")
+    assert len(first.recommendations) == 5
+    for rec in first.recommendations:
+        item = catalog[rec.item_id]  # every recommendation is a catalog item, by construction
+        assert rec.title == item.title and item.year > 2000
+        assert rec.reason
+    assert "Heat" not in [r.title for r in first.recommendations]  # the mentioned item
+    assert first.timings_ms["first_rec"] <= first.timings_ms["total"]
+
+    rejected = first.recommendations[0]
+    second = recommender.recommend(
+        state, f"no horror please, and I didn't like {rejected.title}"
+    )
+    assert rejected.item_id in state.rejected
+    shown_before = {r.item_id for r in first.recommendations}
+    for rec in second.recommendations:
+        item = catalog[rec.item_id]
+        assert rec.item_id not in shown_before  # never repeated
+        assert "horror" not in item.genres and item.year > 2000  # filters persist
+    assert state.constraints.labels() == ["no horror", "from 2001", "less violent"]
+
+
+def test_stream_shows_cards_before_reasons(recommender):
+    updates = list(recommender.stream(DialogueState("t2"), "a funny animated movie for kids"))
+    assert [u.stage for u in updates] == ["ranked", "done"]
+    assert all(not r.reason for r in updates[0].recommendations)
+    assert all(r.reason for r in updates[1].recommendations)
+    assert [r.item_id for r in updates[0].recommendations] == [
+        r.item_id for r in updates[1].recommendations
+    ]
+
+
+def test_impossible_filters_explain_themselves(recommender):
+    state = DialogueState("t3")
+    result = recommender.recommend(state, "a documentary western horror before 1950")
+    assert result.recommendations == []
+    assert "Try removing" in result.reply
+
+
+def test_cold_start_message_without_preferences(recommender):
+    result = recommender.recommend(DialogueState("t4"), "hi, any suggestions?")
+    assert len(result.recommendations) == 5
+
+
+@pytest.mark.parametrize("message", ["", "   ", "x" * 5000, 42])
+def test_bad_messages_are_clear_errors(recommender, message):
+    with pytest.raises(InputError):
+        recommender.recommend(DialogueState("t5"), message)
+
+
+def test_json_shape(recommender):
+    data = recommender.recommend(DialogueState("t6"), "a tense heist movie").to_dict()
+    assert set(data) == {"reply", "recommendations", "timings_ms"}
+    assert set(data["recommendations"][0]) == {"item_id", "title", "reason", "score"}
+    json.dumps(data)
+
+
+@pytest.mark.skipif(not (SHARED / "redial").is_dir(), reason="../shared ReDial data absent")
+def test_redial_catalog_conversation(tmp_path, embedder, llm):
+    """The ReDial catalog format end to end (a 400-film slice, to keep the suite fast)."""
+    from chatbot.config import Settings
+    from chatbot.indexing import index_catalog
+    from chatbot.recommender import Recommender
+    from retrieval.store import ItemStore
+
+    full = json.loads((SHARED / "redial" / "id2info.json").read_text())
+    keep = dict(list(full.items())[:400])
+    path = tmp_path / "id2info.json"
+    path.write_text(json.dumps(keep))
+    settings = Settings(home=tmp_path / "home", reasons=False)
+    store = ItemStore(settings.chroma_location, "redial", embedder)
+    report = index_catalog(settings, path, fmt="redial", progress=False, store=store)
+    assert report.indexed == 400 and report.rejected == 0
+    rec = Recommender(settings, store, llm)
+    state = DialogueState("r1")
+    liked = keep[next(iter(keep))]["name"]
+    first = rec.recommend(state, f"I loved {liked}. Any comedy?")
+    assert first.recommendations
+    assert all(r.item_id in keep for r in first.recommendations)
+    second = rec.recommend(state, "no horror, something else")
+    assert not {r.item_id for r in first.recommendations} & {
+        r.item_id for r in second.recommendations
+    }

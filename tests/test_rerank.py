@@ -1,0 +1,113 @@
+"""Reranker prompt, parser and ranking with the real default LLM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chatbot.errors import ConfigError
+from chatbot.rerank import (
+    LABELS,
+    format_candidate,
+    format_conversation,
+    fuse,
+    parse_ranking,
+    rerank,
+    rerank_target,
+    rerank_user_text,
+)
+from chatbot.templates import load_template, render
+from retrieval.types import Item
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+ITEMS = [
+    Item("a", "Collateral", "", {"year": 2004, "genres": ["crime", "thriller"]}),
+    Item("b", "Toy Story", "", {"year": 1995, "genres": ["animation", "family", "comedy"]}),
+    Item("c", "The Shining (1980)", "", {"genres": ["horror"]}),
+]
+
+
+def _rendered(llm) -> str:
+    conversation = format_conversation(
+        [("user", "something like Heat"), ("assistant", "Sure."), ("user", "after 2000")]
+    )
+    return llm.chat_prompt(rerank_user_text(conversation, ITEMS), system=render("system"))
+
+
+def test_rerank_prompt_snapshot(llm):
+    assert _rendered(llm) == (SNAPSHOTS / "rerank_prompt.txt").read_text(encoding="utf-8")
+
+
+def test_reason_prompt_snapshot(llm):
+    from chatbot.reasons import reason_prompt
+
+    got = reason_prompt(llm, ITEMS[0], "something like Heat")
+    assert got == (SNAPSHOTS / "reason_prompt.txt").read_text(encoding="utf-8")
+
+
+def test_candidate_lines_are_short():
+    assert format_candidate("A", ITEMS[0]) == "A. Collateral (2004; crime, thriller)"
+    assert format_candidate("C", ITEMS[2]) == "C. The Shining (1980) (horror)"  # no second year
+
+
+def test_conversation_keeps_the_latest_turns():
+    text = format_conversation([("user", "x" * 500), ("assistant", "y" * 500), ("user", "last")])
+    assert text.endswith("User: last") and len(text) <= 720
+
+
+@pytest.mark.parametrize(
+    ("text", "n", "expected"),
+    [
+        ("C, A, B", 3, [2, 0, 1]),
+        ("B", 3, [1]),
+        ("The answer is: B, A", 3, [1, 0]),
+     ("A movie about toys", 3, None), ("C, Z, A", 3, [2, 0]),
+        ("Z, Q", 3, None),
+        ("", 3, None),
+        ("I think a movie", 3, None),
+    ],
+)
+def test_parse_ranking(text, n, expected):
+    assert parse_ranking(text, n) == expected
+
+
+def test_target_and_fusion():
+    assert rerank_target([2, 0]) == "C, A"
+    assert fuse([0.0, 0.0], 1.0)[0] > fuse([0.0, 0.0], 1.0)[1]  # ties go to retrieval order
+
+
+def test_real_llm_ranks_a_permutation_of_candidates(llm):
+    result = rerank(llm, _rendered(llm), len(ITEMS))
+    assert sorted(result.order) == [0, 1, 2] and not result.fallback
+    assert len(result.scores) == 3
+
+
+class _Garbling:
+    """A model whose generated text is unparsable: the boundary this test is about."""
+
+    def __init__(self, llm):
+        self.llm = llm
+
+    def label_logprobs(self, prompt, labels):
+        return self.llm.label_logprobs(prompt, labels)
+
+    def generate(self, prompts, max_new_tokens):
+        return ["I would love to help! Here is a great movie: Avatar"]
+
+
+def test_unparsable_generation_falls_back_and_is_counted(llm):
+    result = rerank(_Garbling(llm), _rendered(llm), len(ITEMS), mode="generate")
+    assert result.fallback and sorted(result.order) == [0, 1, 2]
+
+
+def test_label_tokens_are_single_tokens(llm):
+    assert len(set(llm.label_token_ids(list(LABELS)))) == 26
+
+
+def test_prompt_variables_are_checked(tmp_path):
+    (tmp_path / "rerank.txt").write_text("only {conversation}")
+    with pytest.raises(ConfigError, match="needs exactly"):
+        load_template("rerank", None, tmp_path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_template("rerank", "missing.txt", tmp_path)

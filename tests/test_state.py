@@ -1,0 +1,114 @@
+"""Dialogue understanding: titles, sentiment, constraints, and state across turns."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatbot.constraints import CatalogSchema, Constraints, to_where, update_constraints
+from chatbot.mentions import TitleIndex
+from chatbot.state import DialogueState
+from retrieval.types import Item
+
+ITEMS = [
+    Item("1", "Heat", "", {"year": 1995, "genres": ["crime", "thriller"], "popularity": 80}),
+    Item("2", "Up", "", {"year": 2009, "genres": ["animation", "family"]}),
+    Item("3", "The Babadook (2014)", "", {"genres": ["horror"]}),
+    Item("4", "The Dark Knight", "", {"year": 2008, "genres": ["action", "crime"]}),
+    Item("5", "Heat", "", {"year": 1986, "genres": ["action"], "popularity": 5}),
+]
+SCHEMA = CatalogSchema(
+    genres=frozenset({"crime", "thriller", "horror", "animation", "family", "comedy", "sci-fi"}),
+    rating_field="rating",
+    numeric_fields=frozenset({"year", "runtime_min"}),
+)
+
+
+@pytest.fixture()
+def index():
+    return TitleIndex(ITEMS)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("something like Heat but less violent", [("1", "liked")]),
+        ("Heat (1986) was boring", [("5", "rejected")]),
+        ("a good horror movie like The Babadook (2014)", [("3", "liked")]),
+        ("I didn't like The Dark Knight", [("4", "rejected")]),
+        ("I've seen Heat already", [("1", "rejected")]),
+        ("I loved Up! Great film", [("2", "liked")]),
+        ("it was up to you, the heat is on", []),  # common words are not titles
+        ("Up is great", []),  # a one-word common title at sentence start is ambiguous
+    ],
+)
+def test_title_mentions_and_sentiment(index, text, expected):
+    assert [(m.item_id, m.sentiment) for m in index.find(text)] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        ("something like Heat but less violent, after 2000", ["from 2001", "less violent"]),
+        ("a funny animated movie for kids", ["only comedy", "only animation", "for kids"]),
+        ("a mind-bending sci-fi film, no horror", ["only sci-fi", "no horror"]),
+        (
+            "90s comedies under 2 hours",
+            ["only comedy", "from 1990", "up to 1999", "runtime_min <= 120"],
+        ),
+        ("not into horror or thrillers", ["no horror", "no thriller"]),
+        ("between 1980 and 1990", ["from 1980", "up to 1990"]),
+        ("made before 1970 please", ["up to 1969"]),
+        ("since 2010", ["from 2010"]),
+    ],
+)
+def test_constraints_from_words(text, labels):
+    assert update_constraints(Constraints(), text, SCHEMA).labels() == labels
+
+
+def test_constraints_become_chroma_filter():
+    c = update_constraints(Constraints(), "sci-fi after 2000 but no horror, for kids", SCHEMA)
+    assert to_where(c, SCHEMA) == {
+        "$and": [
+            {"genres": {"$contains": "sci-fi"}},
+            {"genres": {"$not_contains": "horror"}},
+            {"year": {"$gte": 2001}},
+            {"rating": {"$in": ["G", "PG", "TV-Y", "TV-G", "TV-Y7"]}},
+            {"genres": {"$not_contains": "horror"}},
+        ]
+    }
+    assert to_where(Constraints(), SCHEMA) is None
+
+
+def test_removing_a_filter():
+    c = update_constraints(Constraints(), "no horror after 2000", SCHEMA)
+    assert c.remove("no horror") and c.labels() == ["from 2001"]
+    assert not c.remove("no such filter")
+
+
+def test_state_accumulates_across_turns(index):
+    state = DialogueState("s1")
+    state.add_user("something like Heat, after 2000", index, SCHEMA)
+    state.add_assistant("Try these", shown=["4"])
+    state.add_user("no horror please, and I didn't like The Dark Knight", index, SCHEMA)
+    assert state.liked == ["1"] and state.rejected == ["4"]
+    assert state.constraints.labels() == ["no horror", "from 2001"]
+    query = state.to_query(SCHEMA)
+    assert {"1", "4"} <= query.exclude_ids  # mentioned and rejected are never recommended
+    assert query.liked_ids == ("1",)
+    state.add_user("seen those, something else", index, SCHEMA)
+    assert "4" in state.rejected
+
+
+def test_state_round_trips_through_json(index):
+    state = DialogueState("s1")
+    state.add_user("like Heat but no horror", index, SCHEMA)
+    state.feedback("2", positive=False)
+    again = DialogueState.from_dict(state.to_dict())
+    assert again == state
+
+
+def test_history_is_capped(index):
+    state = DialogueState("s1")
+    for i in range(500):
+        state.add_user(f"message {i}", index, SCHEMA, max_history=40)
+    assert len(state.history) == 40 and state.history[-1] == ("user", "message 499")
