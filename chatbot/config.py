@@ -35,8 +35,10 @@ class LLMSettings(BaseModel):
     load_in_4bit: bool = Field(
         False, description="Load the base model in 4-bit NF4 via bitsandbytes (QLoRA-style)."
     )
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        "float32", description="Compute dtype when not 4-bit (float32 is fastest on most CPUs)."
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="Compute dtype when not 4-bit. 'auto': bfloat16 on CUDA and on CPUs with "
+        "AMX/AVX512-BF16 (several times faster there), float32 on other CPUs.",
     )
     threads: int = Field(0, description="torch CPU threads; 0 = torch's default.")
     trust_remote_code: bool = Field(

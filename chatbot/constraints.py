@@ -50,7 +50,10 @@ KIDS = re.compile(
     r"|\d{1,2}[- ]year[- ]olds?|suitable for kids|with the kids|with my kids|toddler)\b"
 )
 SOFT_AVOID = {
-    "violent": ("violent", "violence", "brutal", "gory", "gore", "bloody", "war", "horror"),
+    "violent": (
+        "violent", "violence", "brutal", "gory", "gore", "bloody", "war", "horror", "revenge",
+        "hitman", "assassin", "assassins", "shootout", "gangster", "killer", "massacre", "gun fu",
+    ),
     "scary": ("scary", "horror", "terrifying", "disturbing"),
     "sad": ("sad", "tearjerker", "tragic", "grief"),
     "dark": ("dark", "bleak", "grim"),

@@ -8,6 +8,7 @@ from pathlib import Path
 from chatbot.config import Settings
 from retrieval.catalog import FieldMap, load_catalog
 from retrieval.collab import CollabSignals
+from retrieval.errors import CatalogError
 
 
 @dataclass
@@ -71,6 +72,11 @@ def index_catalog(
     settings.home.mkdir(parents=True, exist_ok=True)
     rejects = rejects or settings.home / "rejects.jsonl"
     loaded = load_catalog(path, fmt, field_map(settings), rejects_path=rejects)
+    if not loaded.items:  # never replace a working index with nothing
+        raise CatalogError(
+            f"no valid rows in {path} ({len(loaded.rejects)} rejected, see {rejects}): "
+            "check the file's format (--format) and encoding (UTF-8)"
+        )
     store = store or open_store(settings)
     sync = store.sync(loaded.items, progress=progress)
     collab = CollabSignals.from_catalog(loaded.items)

@@ -51,12 +51,22 @@ def template_reason(item: Item, user_words: str, directory: Path | None = None) 
 
 
 _CONTENT = re.compile(r"[a-z]{4,}")
+_ALPHA = re.compile(r"[a-z]+")
 _META = re.compile(r"\b(user|item|candidate|criteria|requirements?|request|facts?|reason)\b", re.I)
 
 
-def check_reason(text: str, item: Item, user_words: str, other_titles: Sequence[str]) -> Reason:
-    """Flag unsupported claims, other items' titles, meta-talk, and reasons with no substance."""
+def check_reason(
+    text: str,
+    item: Item,
+    user_words: str,
+    other_titles: Sequence[str],
+    vocabulary: set[str] | None = None,
+) -> Reason:
+    """Flag unsupported claims, other items' titles, meta-talk, made-up words (when a
+    `vocabulary` of allowed words is given) and reasons that say nothing about the item."""
     claims = unsupported_claims(text, item, user_words)
+    if vocabulary is not None:
+        claims += [f"<unknown word {w}>" for w in _ALPHA.findall(text.lower()) if w not in vocabulary]
     lowered = text.lower()
     claims += [t for t in other_titles if len(t) > 3 and t.lower() in lowered]
     if _META.search(text):
@@ -67,11 +77,11 @@ def check_reason(text: str, item: Item, user_words: str, other_titles: Sequence[
     return Reason(text=text, fallback=False, unsupported=claims)
 
 
-def reason_vocabulary(llm, item: Item, user_words: str, directory: Path | None = None) -> set[int]:
-    """Tokens a reason may use: the item's facts, the user's words and plain function words."""
+def reason_sources(item: Item, user_words: str, directory: Path | None = None) -> list[str]:
+    """Texts a reason may draw words from: the item's facts, the user's words, function words."""
     glue = (directory or bundled_prompt_dir()) / "reason_words.txt"
     words = glue.read_text(encoding="utf-8") if glue.is_file() else ""
-    return llm.vocabulary_of([item.facts_text(max_list=50), user_words, words, ".,;-'"])
+    return [item.facts_text(max_list=50), user_words, words, ".,;-'"]
 
 
 def generate_reasons(
@@ -86,15 +96,17 @@ def generate_reasons(
     if not items:
         return []
     prompts = [reason_prompt(llm, it, user_words, directory=directory) for it in items]
-    allowed = [reason_vocabulary(llm, it, user_words, directory) for it in items]
+    sources = [reason_sources(it, user_words, directory) for it in items]
+    allowed = [llm.vocabulary_of(src) for src in sources]
     texts = [
         _first_sentence(t) for t in llm.generate(prompts, max_new_tokens, allowed_tokens=allowed)
     ]
     out: list[Reason] = []
     titles = [it.title for it in items]
-    for item, text in zip(items, texts, strict=True):
+    for item, text, src in zip(items, texts, sources, strict=True):
         others = [t for t in titles if t != item.title]
-        checked = check_reason(text, item, user_words, others)
+        vocabulary = set(_ALPHA.findall(" ".join(src).lower()))
+        checked = check_reason(text, item, user_words, others, vocabulary)
         if checked.unsupported:
             out.append(
                 Reason(template_reason(item, user_words, directory), True, checked.unsupported)

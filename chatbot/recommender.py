@@ -136,6 +136,10 @@ class Recommender:
                 f"the message has {len(text)} characters; keep it under "
                 f"{self.settings.max_message_chars}"
             )
+        try:  # lone surrogates (undecodable argv bytes, JSON "\udcff") crash the tokenizers
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError("the message is not valid UTF-8 text: send plain text") from None
         return text
 
     def stream(self, state: DialogueState, message: str) -> Iterator[TurnResult]:
@@ -202,11 +206,18 @@ class Recommender:
 
     # -- offline replay (eval, training data) --------------------------------------------
     def state_from_context(self, context: Sequence[str]) -> DialogueState:
-        """Replay utterances (oldest first, user first) into a fresh state."""
+        """Replay utterances (oldest first) into a fresh state.
+
+        The last utterance is the user's; roles alternate backwards from it, which also holds
+        for logs whose first utterance is the bot's (most ReDial turns).
+        """
         index, schema = self.catalog()
         state = DialogueState()
+        last = len(context) - 1
         for i, utt in enumerate(context):
-            if i % 2 == 0:
+            if not utt.strip():
+                continue
+            if (last - i) % 2 == 0:
                 state.add_user(utt, index, schema, self.settings.max_history_turns)
             else:
                 state.add_assistant(utt, index, max_history=self.settings.max_history_turns)

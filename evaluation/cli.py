@@ -175,24 +175,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         names = {n for t in train_turns for n in (*t.gold, *t.mentioned)}
         title_to_id = {n: i for n in names if (i := titles.lookup(n)) is not None}
         collab = CollabSignals.from_turns(train_turns, title_to_id)
-    rec = _build_recommender(settings, collab, need_llm=bool(LLM_SYSTEMS & set(systems)))
-    if rec.store.count() != len(by_id):
-        rec.store.sync(items, progress=args.progress)
+    rec = _index_and_build(settings, items, collab, need_llm=bool(LLM_SYSTEMS & set(systems)),
+                           progress=args.progress)  # fmt: skip
 
     train_pop = train_popularity(train_turns, titles) if train_turns else {}
     popularity = {i: train_pop.get(i, 0.0) for i in by_id} if train_pop else cat_pop
     if not any(popularity.values()):
         log.warning("no popularity signal (no --train and no catalog popularity field)")
-    runners = []
-    for name in systems:
-        if name == "full":
-            runners.append(RecommenderSystem("full", rec, use_llm=True, k=K_EVAL))
-        elif name == "retrieval":
-            runners.append(RecommenderSystem("retrieval", rec, use_llm=False, k=K_EVAL))
-        elif name == "popularity":
-            runners.append(PopularitySystem(by_id, popularity, cat_pop))
-        else:
-            runners.append(NaiveLLMSystem(rec.llm, titles, settings.prompts.dir))
+    runners = _make_systems(systems, rec, by_id, popularity, cat_pop, titles, settings)
 
     def check_reason(reason: str, item_id: str, context: Any) -> bool:
         from chatbot.factcheck import unsupported_claims
@@ -244,14 +234,34 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def _build_recommender(settings: Any, collab: Any, *, need_llm: bool) -> Any:
+def _make_systems(
+    names: list[str], rec: Any, by_id: dict[str, Item], popularity: dict[str, float],
+    cat_pop: dict[str, float], titles: TitleIndex, settings: Any,
+) -> list[Any]:  # fmt: skip
+    runners: list[Any] = []
+    for name in names:
+        if name in ("full", "retrieval"):
+            runners.append(RecommenderSystem(name, rec, use_llm=name == "full", k=K_EVAL))
+        elif name == "popularity":
+            runners.append(PopularitySystem(by_id, popularity, cat_pop))
+        else:
+            runners.append(NaiveLLMSystem(rec.llm, titles, settings.prompts.dir))
+    return runners
+
+
+def _index_and_build(
+    settings: Any, items: list[Item], collab: Any, *, need_llm: bool, progress: bool
+) -> Any:
+    """Index `items` into the eval collection (skipped when already complete), then build."""
+    from chatbot.indexing import open_store
     from chatbot.recommender import Recommender, build_recommender
 
+    store = open_store(settings)
+    if store.count() != len({it.item_id for it in items}):
+        store.sync(items, progress=progress)
     if need_llm:
         return build_recommender(settings, collab=collab)
-    from chatbot.indexing import open_store
-
-    return Recommender(settings, open_store(settings), None, collab)  # no LLM needed: not loaded
+    return Recommender(settings, store, None, collab)  # retrieval/popularity: no LLM loaded
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.protocol import EvalTurn
-from evaluation.runner import LIST_K, SystemRun, counters
+from evaluation.runner import LIST_K, SystemRun, counters, stage_medians
 
 META_KEYS = ("catalog_items", "dialogues", "config")
 RANKING_KEYS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")
@@ -52,7 +52,11 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def markdown(report: Mapping[str, Any], run_counters: Mapping[str, Mapping[str, int]]) -> str:
+def markdown(
+    report: Mapping[str, Any],
+    run_counters: Mapping[str, Mapping[str, int]],
+    stages: Mapping[str, Mapping[str, float]] | None = None,
+) -> str:
     d = report["dialogues"]
     lines = [
         "# recochat eval",
@@ -91,9 +95,14 @@ def markdown(report: Mapping[str, Any], run_counters: Mapping[str, Mapping[str, 
         )
     noted = {k: v for k, v in run_counters.items() if any(v.values())}
     if noted:
-        lines.append("")
+        lines.append("\nFallbacks (turns):")
         for name, c in noted.items():
             lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+    timed = {k: v for k, v in (stages or {}).items() if v}
+    if timed:
+        lines.append("\nMedian ms per stage (scored pass):")
+        for name, st in timed.items():
+            lines.append(f"- {name}: " + ", ".join(f"{k} {v:.0f}" for k, v in st.items()))
     return "\n".join(lines) + "\n"
 
 
@@ -156,7 +165,10 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / n for n in ("report.json", "report.md", "recall.png", "latency.png")]
     _atomic_write(paths[0], json.dumps(report, indent=2) + "\n")
-    _atomic_write(paths[1], markdown(report, {r.name: counters(r) for r in runs}))
+    md = markdown(
+        report, {r.name: counters(r) for r in runs}, {r.name: stage_medians(r) for r in runs}
+    )
+    _atomic_write(paths[1], md)
     plot_recall(report, paths[2])
     plot_latency({r.name: [x.out.latency_ms for x in r.records] for r in runs}, paths[3])
     rows = []

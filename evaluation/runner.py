@@ -134,3 +134,12 @@ def counters(run: SystemRun) -> dict[str, int]:
         for key, value in rec.out.counters.items():
             total[key] = total.get(key, 0) + int(value)
     return total
+
+
+def stage_medians(run: SystemRun) -> dict[str, float]:
+    """Median milliseconds of each timed stage the system reports (retrieval, rerank, ...)."""
+    stages: dict[str, list[float]] = {}
+    for rec in run.records:
+        for key, value in rec.out.timings_ms.items():
+            stages.setdefault(key, []).append(float(value))
+    return {k: float(np.median(v)) for k, v in stages.items()}

@@ -34,16 +34,6 @@ class System(Protocol):
     ) -> list[SystemOutput]: ...
 
 
-def user_first(context: Sequence[str]) -> list[str]:
-    """Context with the seeker at even positions, as `Recommender.state_from_context` reads it.
-
-    The last utterance before a recommender turn is the seeker's; when the context has an even
-    length (ReDial's leading "" placeholder was dropped) an empty seeker turn is put back first.
-    Empty utterances are skipped when the conversation is rendered.
-    """
-    return [""] + list(context) if len(context) % 2 == 0 else list(context)
-
-
 class RecommenderSystem:
     """The product (`full`) or its retrieval stage alone (`retrieval`) via `rank_context`."""
 
@@ -62,7 +52,7 @@ class RecommenderSystem:
         for context in contexts:
             t0 = time.perf_counter()
             result = self.rec.rank_context(
-                user_first(context),
+                list(context),
                 k=self.k,
                 use_llm=self.use_llm,
                 # Reasons do not change the ranking: generate them on the scored (novel) pass only.

@@ -14,6 +14,7 @@ mentioned items are never returned. With `diversity > 0` the final k are re-sele
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -143,7 +144,8 @@ def _mentions_any(item: Item, terms: Iterable[str]) -> bool:
         return False
     values = [" ".join(v) if isinstance(v, list) else str(v) for v in item.metadata.values()]
     haystack = " ".join([item.title, item.text, *values]).lower()
-    return any(needle in haystack for needle in needles)
+    # Whole words only: "war" must not match "award" or "toward".
+    return any(re.search(rf"(?<!\w){re.escape(n)}(?!\w)", haystack) for n in needles)
 
 
 def _mmr(

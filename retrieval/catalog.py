@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from retrieval.errors import CatalogError
+from retrieval.sanitize import sanitize_item
 from retrieval.types import CatalogLoad, Item, MetaValue, Reject
 
 log = logging.getLogger(__name__)
@@ -148,7 +149,7 @@ class _Accumulator:
             self.reject(line, f"duplicate id {item.item_id!r}: the first row with it was kept", raw)
             return
         self._seen.add(item.item_id)
-        self.items.append(item)
+        self.items.append(sanitize_item(item))
 
 
 # ---- line-oriented formats -------------------------------------------------------------

@@ -8,6 +8,7 @@ under test run on a recommender that shares the same model and store with `reaso
 
 from __future__ import annotations
 
+import json
 import sqlite3
 
 import httpx
@@ -19,6 +20,7 @@ from chatbot.app import INTERNAL_ERROR, parse_auth
 from chatbot.errors import ConfigError
 from chatbot.recommender import Recommender
 from chatbot.sessions import SessionStore
+from chatbot.ui_cards import render_cards, render_filters
 from retrieval.errors import RetrievalUnavailable
 
 KIDS = "A funny animated movie for kids"
@@ -136,15 +138,13 @@ def test_feedback_updates_session_and_store(fast, demo_settings, recommender):
     second = ids(client.predict("Something along those lines", sid, api_name="/recommend"))
     assert second and down not in second
 
-    with sqlite3.connect(demo_settings.feedback_db) as db:
-        tables = [t for (t,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        rows = [
-            row
-            for table in tables
-            for row in db.execute(f"SELECT * FROM {table} WHERE session_id = ?", (sid,))
-        ]
-    assert any(down in row and "down" in row for row in rows)
-    assert any(up in row and "up" in row for row in rows)
+    with sqlite3.connect(demo_settings.feedback_db) as db:  # what another process would see
+        rows = db.execute(
+            "SELECT item_id, signal, context FROM feedback WHERE session_id = ? ORDER BY id",
+            (sid,),
+        ).fetchall()
+    assert [(item, signal) for item, signal, _ in rows] == [(down, "down"), (up, "up")]
+    assert "A cozy mystery under 2 hours" in json.loads(rows[0][2])
 
 
 def test_feedback_rejects_bad_input(fast):
@@ -220,6 +220,7 @@ class _BrokenStore:
         (RetrievalUnavailable("Chroma at http://db:8000 is unreachable: start it"), "unreachable"),
         (RuntimeError("secret internals"), INTERNAL_ERROR),
     ],
+    ids=["unreachable", "internal"],
 )
 def test_store_failures_are_readable(launch_app, demo_settings, recommender, exc, shown):
     broken = Recommender(demo_settings, _BrokenStore(exc), recommender.llm)
@@ -238,3 +239,18 @@ def test_not_indexed_is_a_readable_error(launch_app, demo_settings, llm, embedde
     client = Client(launch_app(demo_settings, empty, object()), verbose=False)
     with pytest.raises(AppError, match="no catalog is indexed yet: run `recochat index"):
         client.predict(KIDS, "not-indexed", api_name="/recommend")
+
+
+def test_cards_escape_catalog_text():
+    rec = {
+        "item_id": 'x"1',
+        "title": "<script>alert(1)</script>",
+        "reason": "Fun & <b>bold</b>",
+        "facts": {"year": 1999, "runtime_min": 95, "rating": "PG", "genres": ["comedy"]},
+    }
+    html = render_cards([rec], votes={'x"1': "down"})
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "Fun &amp; &lt;b&gt;bold&lt;/b&gt;" in html
+    assert 'data-item-id="x&quot;1"' in html and "voted-down" in html
+    assert all(f">{fact}<" in html for fact in ("1999", "1h 35m", "PG", "comedy"))
+    assert 'data-filter="no &lt;horror&gt;"' in render_filters(["no <horror>"])

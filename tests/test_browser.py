@@ -46,7 +46,8 @@ def page():
         browser = pw.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
         )
-        page = browser.new_page(viewport={"width": 1360, "height": 900})
+        context = browser.new_context(viewport={"width": 1360, "height": 900})
+        page = context.new_page()
         page.set_default_timeout(60_000)
         yield page
         browser.close()
@@ -76,7 +77,7 @@ def chips(page) -> list[str]:
     return page.eval_on_selector_all("#filters .chip", "cs => cs.map(c => c.dataset.filter)")
 
 
-def test_chat_vote_and_filters_in_a_browser(page, page_url, demo_catalog, tmp_path):
+def test_chat_vote_and_filters_in_a_browser(page, page_url, demo_catalog, tmp_path, pytestconfig):
     page.goto(page_url)
     page.wait_for_selector("#message textarea")
     assert page.locator("#cards .empty").is_visible()
@@ -97,8 +98,9 @@ def test_chat_vote_and_filters_in_a_browser(page, page_url, demo_catalog, tmp_pa
     page.evaluate("document.fonts.ready")
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
-    if target := os.environ.get("RECOCHAT_SCREENSHOT"):
-        Path(target).parent.mkdir(parents=True, exist_ok=True)
+    if target := os.environ.get("RECOCHAT_SCREENSHOT"):  # relative to where pytest was run
+        target = pytestconfig.invocation_params.dir / target
+        target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
 
     turn, second = ask(page, "Something else, maybe a bit lighter")

@@ -13,7 +13,7 @@ from evaluation.cli import add_eval_parser
 from evaluation.protocol import resolve_turn, sample_by_dialogue, user_words
 from evaluation.report import META_KEYS, RANKING_KEYS, SYSTEM_KEYS, system_names
 from evaluation.runner import SystemRun, TurnRecord, score
-from evaluation.systems import SystemOutput, user_first
+from evaluation.systems import SystemOutput
 from evaluation.titles import TitleIndex, normalize_title
 from retrieval.dialogues import RecTurn
 from retrieval.types import Item
@@ -133,8 +133,6 @@ def test_roles_count_back_from_the_last_utterance() -> None:
     # ReDial context after the leading "" is dropped: recommender greeting first.
     context = ("Hi, what do you like?", "Horror please", "The Shining?", "Seen it")
     assert user_words(context) == "Horror please\nSeen it"
-    assert user_first(context) == ["", *context]
-    assert user_first(context[1:]) == list(context[1:])
     assert conversation_text(context).splitlines()[0] == "Assistant: Hi, what do you like?"
 
 

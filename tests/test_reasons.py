@@ -46,6 +46,14 @@ def test_generic_or_meta_reasons_are_rejected():
     assert ok.unsupported == []
 
 
+def test_made_up_words_are_rejected():
+    vocabulary = {"a", "cab", "driver", "and", "hitman", "in", "los", "angeles", "night"}
+    bad = check_reason("A cab driver and a hitgun in Los Angeles.", COLLATERAL, "", [], vocabulary)
+    assert bad.unsupported == ["<unknown word hitgun>"]
+    good = check_reason("A cab driver and a hitman in Los Angeles.", COLLATERAL, "", [], vocabulary)
+    assert good.unsupported == []
+
+
 def test_template_reason_uses_only_facts():
     text = template_reason(COLLATERAL, "a crime movie please")
     assert (

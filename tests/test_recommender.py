@@ -31,9 +31,7 @@ def test_multi_turn_respects_filters_rejections_and_history(recommender, demo_st
     assert first.timings_ms["first_rec"] <= first.timings_ms["total"]
 
     rejected = first.recommendations[0]
-    second = recommender.recommend(
-        state, f"no horror please, and I didn't like {rejected.title}"
-    )
+    second = recommender.recommend(state, f"no horror please, and I didn't like {rejected.title}")
     assert rejected.item_id in state.rejected
     shown_before = {r.item_id for r in first.recommendations}
     for rec in second.recommendations:
@@ -104,3 +102,10 @@ def test_redial_catalog_conversation(tmp_path, embedder, llm):
     assert not {r.item_id for r in first.recommendations} & {
         r.item_id for r in second.recommendations
     }
+
+
+def test_replayed_context_counts_roles_back_from_the_user(recommender):
+    """ReDial logs often open with the bot: the last utterance is always the user's."""
+    state = recommender.state_from_context(["Hi! What do you like?", "something like Heat"])
+    assert state.history == [("assistant", "Hi! What do you like?"), ("user", "something like Heat")]
+    assert state.liked  # Heat was read as the user's liked title

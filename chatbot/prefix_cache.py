@@ -1,0 +1,98 @@
+"""Reuse the attention keys/values of prompt prefixes the LLM has already run.
+
+Every reranker and reason prompt starts with the same static part (chat template + system prompt
++ the task's instruction header): its past key/values are computed once and reused, so a call
+only runs the tokens after it. Entries are keyed by token ids, so a hit is exact: a prompt whose
+tokens do not start with an entry's ids never uses it.
+
+Which prefixes are kept is learned, bounded and cheap: when a prompt shares at least
+`min_tokens` leading tokens with one of the last `history` prompts, that shared part is static
+(the same header seen twice) and is stored while the prompt runs anyway. `LLM.cache_prefix`
+stores one explicitly. Least recently used entries go first once `capacity` entries or
+`max_tokens` tokens are held.
+
+Entries hold (key, value) tensors per layer with batch size 1. They are never mutated: a call
+builds its own cache object from them (a copy, expanded to the batch) and appends to that.
+The cache belongs to one set of weights: `clear()` it if the weights change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Prefix:
+    ids: tuple[int, ...]
+    kv: tuple[tuple[Any, Any], ...]  # per layer (key, value), shape [1, heads, len(ids), dim]
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class PrefixCache:
+    def __init__(
+        self, capacity: int = 8, *, min_tokens: int = 16, history: int = 8, max_tokens: int = 8192
+    ) -> None:
+        self.capacity = capacity
+        self.min_tokens = min_tokens
+        self.max_tokens = max_tokens
+        self._entries: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()
+        self._recent: deque[tuple[int, ...]] = deque(maxlen=history)
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def longest(self, ids: Sequence[int]) -> Prefix | None:
+        """The longest stored prefix of `ids` (marked recently used), or None."""
+        with self._lock:
+            best: Prefix | None = None
+            for key, entry in self._entries.items():
+                n = len(key)
+                if n <= len(ids) and (best is None or n > len(best.ids)) and tuple(ids[:n]) == key:
+                    best = entry
+            if best is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+                self._entries.move_to_end(best.ids)
+            return best
+
+    def worth_storing(self, ids: Sequence[int], have: int) -> int:
+        """Length of the prefix of `ids` worth storing (shared with a recent prompt), or 0."""
+        with self._lock:
+            shared = max((common_prefix_length(ids, r) for r in self._recent), default=0)
+        return shared if shared - have >= self.min_tokens else 0
+
+    def remember(self, ids: Sequence[int]) -> None:
+        with self._lock:
+            self._recent.append(tuple(ids))
+
+    def put(self, prefix: Prefix) -> None:
+        if len(prefix.ids) > self.max_tokens:
+            return
+        with self._lock:
+            self._entries[prefix.ids] = prefix
+            self._entries.move_to_end(prefix.ids)
+            while len(self._entries) > self.capacity or self._held() > self.max_tokens:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._recent.clear()
+
+    def _held(self) -> int:
+        return sum(len(k) for k in self._entries)

@@ -1,0 +1,432 @@
+"""`recochat bench`: per-stage latency of real turns, against a naive RAG chain, and scaling.
+
+    recochat bench --turns 24 --out runs/bench                      # demo catalog + scaling
+    recochat bench --catalog ../shared/data/redial/id2info.json --catalog-format redial \
+        --home /tmp/redial-home --no-scaling --json
+
+Replays a fixed set of multi-turn conversations through the served `Recommender.stream`
+(cards, then reasons) and, turn for turn, through a naive LangChain RAG chain on the same LLM
+(`evaluation.naive_rag`). Reports p50/p95 per stage, time to the first visible
+recommendation, tokens/s, peak RSS, our/naive latency ratio and each side's out-of-catalog
+rate. `--scaling` adds Chroma query p50 and index build rate at 1k/10k/100k synthetic items
+(`evaluation.scaling`). A catalog that is not indexed in the home yet is indexed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from langchain_core.embeddings import Embeddings
+
+CATALOG_FORMATS = ["jsonl", "csv", "redial", "opendialkg"]
+WARMUP = ["I want a movie for tonight"]
+# Fixed conversations, one user message per turn; titles exist in the demo catalog and ReDial.
+CONVERSATIONS = [
+    ["I loved Heat, something like it", "less violent please", "after 2000"],
+    ["a funny animated movie for my kids", "something like Toy Story", "no sequels"],
+    ["a scary movie but not too gory", "I liked Get Out", "something older, before 1990"],
+    ["a mind-bending sci-fi film", "I liked Inception and The Matrix", "a slower one"],
+    ["a romantic comedy for date night", "something lighter", "from the 90s"],
+    ["a classic western", "I didn't like Unforgiven", "something with a great score"],
+    ["a war movie based on true events", "like Saving Private Ryan", "shorter please"],
+    ["a mystery with a clever twist", "I loved Knives Out", "not a sequel"],
+]
+STAGES = [  # (report name, source key)
+    ("state", "state"),
+    ("embedding", "embedding"),
+    ("chroma_query", "chroma_query"),
+    ("retrieval", "retrieval"),
+    ("rerank_prefill", "rerank"),
+    ("first_rec", "first_rec"),
+    ("reasons", "reasons"),
+    ("total", "total"),
+]
+TARGETS = {  # CPU targets for the default model on the ReDial catalog
+    "first_rec_p50_ms": 1000.0,
+    "turn_p50_ms": 2500.0,
+    "ratio_turn_p50": 0.6,
+    "retrieval_100k_p50_ms": 15.0,
+    "index_items_per_s": 300.0,
+}
+
+
+class TimedEmbeddings(Embeddings):
+    """Delegates to an `Embeddings`, adding up the time spent in `embed_query`."""
+
+    def __init__(self, inner: Embeddings) -> None:
+        self.inner = inner
+        self.ms = 0.0
+
+    def embed_query(self, text: str) -> list[float]:
+        started = time.perf_counter()
+        try:
+            return self.inner.embed_query(text)
+        finally:
+            self.ms += (time.perf_counter() - started) * 1000
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return self.inner.embed_documents(texts)
+
+
+class TimedStore:
+    """An `ItemStore` whose `search` time is added up (everything else passes through)."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.ms = 0.0
+
+    def search(self, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return self._store.search(*args, **kwargs)
+        finally:
+            self.ms += (time.perf_counter() - started) * 1000
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+@dataclass
+class TurnSample:
+    ms: dict[str, float]
+    n_recs: int
+    out_of_catalog: int
+    generated_tokens: int
+    decode_s: float
+    naive_ms: float = 0.0
+    naive_titles: int = 0
+    naive_missing: int = 0
+    naive_tokens: int = 0
+    naive_decode_s: float = 0.0
+
+
+@dataclass
+class Bench:
+    settings: Any
+    rec: Any
+    naive: Any
+    embedder: TimedEmbeddings
+    store: TimedStore
+    samples: list[TurnSample] = field(default_factory=list)
+    _ids: set[str] | None = None
+
+    def turn(self, state: Any, naive_history: list[tuple[str, str]], message: str) -> TurnSample:
+        llm = self.rec.llm
+        tokens0, decode0 = llm.stats.generated_tokens, llm.stats.decode_s
+        self.embedder.ms = self.store.ms = 0.0
+        updates = list(self.rec.stream(state, message))
+        final = updates[-1]
+        ms = dict(final.timings_ms)
+        ms["embedding"] = self.embedder.ms
+        ms["chroma_query"] = self.store.ms - self.embedder.ms
+        known = self.catalog_ids()
+        sample = TurnSample(
+            ms=ms,
+            n_recs=len(final.recommendations),
+            out_of_catalog=sum(r.item_id not in known for r in final.recommendations),
+            generated_tokens=llm.stats.generated_tokens - tokens0,
+            decode_s=llm.stats.decode_s - decode0,
+        )
+        from chatbot.rerank import format_conversation
+
+        naive_history.append(("user", message))
+        tokens0, decode0 = llm.stats.generated_tokens, llm.stats.decode_s
+        answer = self.naive.answer(format_conversation(naive_history))
+        naive_history.append(("assistant", answer.text))
+        sample.naive_ms = answer.total_ms
+        sample.naive_titles, sample.naive_missing = self.naive.out_of_catalog(answer.text)
+        sample.naive_tokens = llm.stats.generated_tokens - tokens0
+        sample.naive_decode_s = llm.stats.decode_s - decode0
+        return sample
+
+    def catalog_ids(self) -> set[str]:
+        if self._ids is None:
+            self._ids = {it.item_id for it in self.store.all_items()}
+        return self._ids
+
+    def replay(
+        self, conversations: Sequence[Sequence[str]], turns: int, log: Callable[[str], None]
+    ) -> None:
+        from chatbot.state import DialogueState
+
+        self.turn(DialogueState(), [], WARMUP[0])  # loads lazies, fills the static prefix cache
+        while len(self.samples) < turns:
+            for conversation in conversations:
+                state, history = DialogueState(), []
+                for message in conversation:
+                    if len(self.samples) >= turns:
+                        return
+                    sample = self.turn(state, history, message)
+                    self.samples.append(sample)
+                    log(
+                        f"turn {len(self.samples)}/{turns}: {sample.ms['total']:.0f} ms "
+                        f"(first rec {sample.ms.get('first_rec', 0):.0f}), "
+                        f"naive {sample.naive_ms:.0f} ms"
+                    )
+
+
+def _pct(values: Sequence[float]) -> dict[str, float]:
+    import numpy as np
+
+    if not values:
+        return {"p50": float("nan"), "p95": float("nan")}
+    arr = np.asarray(values, dtype=float)
+    return {
+        "p50": round(float(np.percentile(arr, 50)), 1),
+        "p95": round(float(np.percentile(arr, 95)), 1),
+    }
+
+
+def summarize(bench: Bench, extra: dict[str, Any]) -> dict[str, Any]:
+    s = bench.samples
+    llm = bench.rec.llm
+    turn = _pct([x.ms["total"] for x in s])
+    first = _pct([x.ms.get("first_rec", x.ms["total"]) for x in s])
+    naive = _pct([x.naive_ms for x in s])
+    tokens = sum(x.generated_tokens for x in s)
+    decode = sum(x.decode_s for x in s)
+    naive_tokens = sum(x.naive_tokens for x in s)
+    naive_decode = sum(x.naive_decode_s for x in s)
+    named = sum(x.naive_titles for x in s)
+    recs = sum(x.n_recs for x in s)
+    stats = llm.stats
+    report = {
+        "catalog": extra.get("catalog"),
+        "items": extra.get("items"),
+        "turns": len(s),
+        "device": str(llm.device),
+        "dtype": str(llm.model.dtype).removeprefix("torch."),
+        "threads": extra.get("threads"),
+        "load_avg": extra.get("load_avg"),
+        "turn_ms": turn,
+        "first_rec_ms": first,
+        "stages_ms": {name: _pct([x.ms.get(key, 0.0) for x in s]) for name, key in STAGES},
+        "naive_turn_ms": naive,
+        "ratio_turn_p50": round(turn["p50"] / naive["p50"], 3) if naive["p50"] else None,
+        "ratio_first_rec_p50": round(first["p50"] / naive["p50"], 3) if naive["p50"] else None,
+        "tokens_per_s": round(tokens / decode, 1) if decode else None,
+        "naive_tokens_per_s": round(naive_tokens / naive_decode, 1) if naive_decode else None,
+        "prefill_tokens_per_s": round(stats.prompt_tokens / stats.prefill_s, 1)
+        if stats.prefill_s
+        else None,
+        "prefix_cached_share": round(
+            stats.cached_tokens / max(1, stats.cached_tokens + stats.prompt_tokens), 3
+        ),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "out_of_catalog_rate": {
+            "ours": round(sum(x.out_of_catalog for x in s) / recs, 3) if recs else 0.0,
+            "naive": round(sum(x.naive_missing for x in s) / named, 3) if named else None,
+        },
+        "naive_titles_named": named,
+        "catalog_index_items_per_s": extra.get("catalog_index_items_per_s"),
+        "retrieval_ms_at": extra.get("retrieval_ms_at", {}),
+        "index_items_per_s_at": extra.get("index_items_per_s_at", {}),
+        "scaling": extra.get("scaling", []),
+    }
+    report["targets"] = _targets(report)
+    return report
+
+
+def _targets(r: dict[str, Any]) -> dict[str, Any]:
+    values = {
+        "first_rec_p50_ms": r["first_rec_ms"]["p50"],
+        "turn_p50_ms": r["turn_ms"]["p50"],
+        "ratio_turn_p50": r["ratio_turn_p50"],
+        "retrieval_100k_p50_ms": r["retrieval_ms_at"].get("100000"),
+        "index_items_per_s": min(r["index_items_per_s_at"].values(), default=None)
+        if r["index_items_per_s_at"]
+        else None,
+    }
+    out = {}
+    for key, target in TARGETS.items():
+        value = values[key]
+        higher_is_better = key == "index_items_per_s"
+        ok = None if value is None else (value >= target if higher_is_better else value <= target)
+        out[key] = {"target": target, "value": value, "ok": ok}
+    return out
+
+
+def format_table(r: dict[str, Any]) -> str:
+    load = r.get("load_avg") or ["?", "?"]
+    lines = [
+        f"recochat bench: {r['catalog']} ({r['items']} items), {r['turns']} turns, "
+        f"{r['device']} {r['dtype']}, {r['threads']} threads, load avg {load[0]} -> {load[1]}",
+        f"{'stage':<28}{'p50 ms':>10}{'p95 ms':>10}",
+    ]
+    for name, pct in r["stages_ms"].items():
+        lines.append(f"{name:<28}{pct['p50']:>10.1f}{pct['p95']:>10.1f}")
+    n = r["naive_turn_ms"]
+    lines += [
+        f"{'naive RAG turn (128 tok)':<28}{n['p50']:>10.1f}{n['p95']:>10.1f}",
+        f"ours/naive p50: whole turn {r['ratio_turn_p50']}, first rec {r['ratio_first_rec_p50']}",
+        f"out-of-catalog rate: ours {r['out_of_catalog_rate']['ours']}, naive "
+        f"{r['out_of_catalog_rate']['naive']} (of {r['naive_titles_named']} titles named)",
+        f"tokens/s: reasons {r['tokens_per_s']}, naive {r['naive_tokens_per_s']}; prefill "
+        f"{r['prefill_tokens_per_s']} tok/s, {r['prefix_cached_share']:.0%} of prompt tokens "
+        "from the prefix cache",
+        f"peak RSS {r['peak_rss_mb']} MB",
+    ]
+    for p in r["scaling"]:
+        lines.append(
+            f"scaling {p['size']:>7} items: query p50 {p['query_p50_ms']} ms "
+            f"(filtered {p['filtered_query_p50_ms']} ms), index {p['items_per_s']} items/s"
+        )
+    for key, t in r["targets"].items():
+        mark = {True: "ok", False: "MISSED", None: "not measured"}[t["ok"]]
+        lines.append(f"target {key} {t['target']}: {t['value']} {mark}")
+    return "\n".join(lines)
+
+
+def plot_latency(r: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [*r["stages_ms"], "naive_turn"]
+    p50 = [r["stages_ms"][k]["p50"] for k in r["stages_ms"]] + [r["naive_turn_ms"]["p50"]]
+    p95 = [r["stages_ms"][k]["p95"] for k in r["stages_ms"]] + [r["naive_turn_ms"]["p95"]]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    xs = range(len(names))
+    ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50")
+    ax.bar([x + 0.2 for x in xs], p95, width=0.4, label="p95")
+    ax.set_xticks(list(xs), names, rotation=30, ha="right")
+    ax.set(ylabel="ms", title=f"turn stages, {r['catalog']} ({r['device']} {r['dtype']})")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# -- CLI ------------------------------------------------------------------------------------
+
+
+def add_bench_parser(subparsers: Any, common: Callable[[argparse.ArgumentParser], None]) -> Any:
+    p = subparsers.add_parser(
+        "bench", help="latency per stage vs a naive RAG chain, and catalog scaling"
+    )
+    p.add_argument("--catalog", default="demo", help="catalog file, or 'demo' (default)")
+    p.add_argument("--catalog-format", choices=CATALOG_FORMATS, help="default: from the name")
+    p.add_argument(
+        "--conversations",
+        help="dialogue file to replay (its user turns) instead of the built-in conversations",
+    )
+    p.add_argument(
+        "--conversations-format", default="jsonl", choices=["jsonl", "redial", "opendialkg"]
+    )
+    p.add_argument("--turns", type=int, default=24, help="measured turns (after one warm-up)")
+    p.add_argument(
+        "--scaling",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also measure Chroma query/index rate on synthetic catalogs (minutes at 100k)",
+    )
+    p.add_argument("--scaling-sizes", default="1000,10000,100000", help="comma-separated sizes")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
+    p.add_argument("--out", help="directory for bench.json and PNG plots")
+    common(p)
+    p.set_defaults(func=run_bench)
+    return p
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from chatbot.cli import settings_from
+
+    settings = settings_from(args)
+    sizes = [int(x) for x in str(args.scaling_sizes).split(",") if x.strip()]
+    out = Path(args.out) if args.out else None
+    log = (
+        (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else (lambda _m: None)
+    )
+    load0 = round(os.getloadavg()[0], 2)
+    bench, extra = build_bench(settings, args, log)
+    conversations = load_conversations(args.conversations, args.conversations_format)
+    bench.replay(conversations, args.turns, log)
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if args.scaling:
+        with tempfile.TemporaryDirectory(dir=out) as tmp:
+            extra.update(scaling_extra(bench.embedder.inner, sizes, Path(tmp), log))
+    else:
+        extra["retrieval_ms_at"] = {str(n): None for n in sizes}
+        extra["index_items_per_s_at"] = {}
+    extra["load_avg"] = [load0, round(os.getloadavg()[0], 2)]
+    report = summarize(bench, extra)
+    if out:
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        plot_latency(report, out / "latency.png")
+        if report["scaling"]:
+            from evaluation.scaling import ScalePoint, plot_scaling
+
+            plot_scaling([ScalePoint(**p) for p in report["scaling"]], out / "scaling.png")
+    print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], None]):
+    """Index the catalog if needed, then build the recommender and the naive chain once."""
+    import torch
+
+    from chatbot.indexing import field_map, index_catalog
+    from chatbot.llm import load_llm
+    from chatbot.recommender import Recommender
+    from evaluation.naive_rag import NaiveRAG
+    from retrieval.catalog import demo_catalog_path, load_catalog
+    from retrieval.collab import CollabSignals
+    from retrieval.embeddings import load_embedder
+    from retrieval.store import ItemStore
+
+    path = demo_catalog_path() if args.catalog == "demo" else Path(args.catalog)
+    embedder = TimedEmbeddings(load_embedder(settings.retrieval.embedder))
+    raw = ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
+    n_items = len(load_catalog(path, args.catalog_format, field_map(settings)).items)
+    extra: dict[str, Any] = {"catalog": args.catalog, "items": n_items}
+    if raw.count() != n_items:
+        log(f"indexing {path} into {settings.home}")
+        report = index_catalog(settings, path, fmt=args.catalog_format, progress=False, store=raw)
+        extra["catalog_index_items_per_s"] = round(report.indexed / report.seconds, 1)
+    collab = CollabSignals.load(settings.collab_path) if settings.collab_path.is_file() else None
+    llm = load_llm(settings.llm, settings.model_cache)
+    extra["threads"] = torch.get_num_threads()
+    store = TimedStore(raw)
+    rec = Recommender(settings, store, llm, collab)
+    naive = NaiveRAG(llm, raw, prompt_dir=settings.prompts.dir)
+    return Bench(settings, rec, naive, embedder, store), extra
+
+
+def scaling_extra(
+    embedder: Any, sizes: Sequence[int], workdir: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    from evaluation.scaling import run_scaling
+
+    points = run_scaling(embedder, sizes, workdir, log=log)
+    return {
+        "scaling": [p.to_dict() for p in points],
+        "retrieval_ms_at": {str(p.size): round(p.query_p50_ms, 2) for p in points},
+        "index_items_per_s_at": {str(p.size): round(p.items_per_s, 1) for p in points},
+    }
+
+
+def load_conversations(path: str | None, fmt: str) -> list[list[str]]:
+    """The user messages of each dialogue in `path` (default: the built-in conversations)."""
+    if not path:
+        return [list(c) for c in CONVERSATIONS]
+    from retrieval.dialogues import load_dialogues
+
+    out = []
+    for dialogue in sorted(load_dialogues(path, fmt), key=lambda d: d.dialog_id):
+        users = [t.text for t in dialogue.turns if t.role == "user" and t.text.strip()]
+        if users:
+            out.append(users)
+    return out

@@ -1,0 +1,277 @@
+"""Fine-tuning: serving-time examples, a real tiny QLoRA run on the default model, resume,
+--init-adapter, and the adapter served by `chatbot.llm.load_llm`."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from chatbot.config import LLMSettings, Settings
+from chatbot.errors import InputError
+from chatbot.feedback import FeedbackStore
+from finetune.data import load_turns, split_by_dialogue
+from finetune.examples import Catalog, build_examples, fact_reason, place_gold
+from retrieval.catalog import demo_catalog_path, load_catalog
+from retrieval.dialogues import RecTurn, split_of
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def demo_items():
+    return load_catalog(demo_catalog_path()).items
+
+
+def _dialogues(items, n: int, seed: int = 0) -> list[dict]:
+    """`n` two-turn dialogues in our JSONL schema: liked item A, recommended B of a shared genre."""
+    rng = random.Random(seed)
+    by_genre: dict[str, list] = {}
+    for it in items:
+        for g in it.genres:
+            by_genre.setdefault(g, []).append(it)
+    genres = sorted(g for g, its in by_genre.items() if len(its) >= 4)
+    out = []
+    for i in range(n):
+        genre = genres[i % len(genres)]
+        liked, gold = rng.sample(by_genre[genre], 2)
+        out.append(
+            {
+                "dialog_id": f"d{i}",
+                "source": "test",
+                "turns": [
+                    {"role": "user", "text": f"I loved {liked.title}. Any {genre} picks?"},
+                    {
+                        "role": "assistant",
+                        "text": f"Try {gold.title}.",
+                        "recommended": [{"item_id": None, "title": gold.title, "accepted": True}],
+                    },
+                ],
+            }
+        )
+    return out
+
+
+def _write(path: Path, dialogues: list[dict], extra_lines: tuple[str, ...] = ()) -> Path:
+    lines = [json.dumps(d) for d in dialogues] + list(extra_lines)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# -- examples ---------------------------------------------------------------------------
+
+
+def test_place_gold(demo_items) -> None:
+    cands, gold = demo_items[:5], demo_items[10]
+    items, pos, inserted = place_gold(cands, [gold], 5, random.Random(0))
+    assert inserted == 1 and len(items) == 5 and items[pos[0]] == gold
+    assert demo_items[4] not in items  # the last candidate made room
+    assert place_gold(cands, [cands[3]], 5, random.Random(0)) == (list(cands), [3], 0)
+    short, pos, _ = place_gold(cands[:2], [gold], 5, random.Random(0))
+    assert len(short) == 3 and short[pos[0]] == gold
+    spots = {place_gold(cands, [gold], 5, random.Random(s))[1][0] for s in range(30)}
+    assert len(spots) > 2  # the inserted gold's position carries no hint
+
+
+def test_fact_reason_is_grounded(demo_items) -> None:
+    from chatbot.reasons import check_reason
+
+    for item in demo_items[:40]:
+        text = fact_reason(item)
+        assert text.endswith(".") and str(item.year) in text
+        assert not check_reason(text, item, "", []).unsupported, text
+
+
+def test_examples_are_the_serving_task(recommender, demo_items) -> None:
+    """Prompt = the recommender's own rerank prompt over its own candidates (+ gold)."""
+    catalog = Catalog(demo_items)
+    dialogues = _dialogues(demo_items, 12)
+    turns = [
+        RecTurn(d["dialog_id"], 1, (d["turns"][0]["text"],), (), (d["turns"][1]["recommended"][0]["title"],), "", (True,))
+        for d in dialogues
+    ]  # fmt: skip
+    mentioned = RecTurn("m", 1, (f"I loved {demo_items[0].title}",), (), (demo_items[0].title,), "", (None,))  # fmt: skip
+    unknown = RecTurn("u", 1, ("hi",), (), ("No Such Film (1901)",), "", (None,))
+    k = recommender.settings.retrieval.k_candidates
+    examples, stats = build_examples([*turns, mentioned, unknown], recommender, catalog, k=k, seed=3)
+    assert stats.turns == 14 and len(examples) == 12 == stats.examples
+    assert stats.gold_excluded == 1 and stats.no_gold_in_catalog == 1 and stats.skipped == 2
+    assert stats.gold_inserted + stats.gold_retrieved == 12
+    for turn, ex in zip(turns, examples, strict=True):
+        prep = recommender.prepare_context(turn.context, exclude_mentioned=True, k=k)
+        gold = catalog.find(turn.gold[0])
+        rng = random.Random(f"3:{turn.dialog_id}:{turn.turn_id}")
+        items, pos, _ = place_gold([c.item for c in prep.candidates], [gold], k, rng)
+        assert ex.prompt == recommender.rerank_prompt(prep.conversation, items)
+        assert ex.completion == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[pos[0]] and ex.n_candidates == k
+        assert f"{ex.completion}. {gold.title}" in ex.prompt
+    again, _ = build_examples(turns, recommender, catalog, k=k, seed=3)
+    assert again == examples  # seeded: the same examples every run
+
+
+def test_dialogue_input_split_and_bad_lines(tmp_path: Path, demo_items) -> None:
+    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 40), ("{not json", '{"a": 1}'))
+    data = load_turns(path, "jsonl", tmp_path)
+    assert len(data.turns) == 40 and len(data.rejects) == 2 and len(data.sha256) == 64
+    splits = split_by_dialogue(data.turns, seed=0)
+    for name, turns in splits.items():
+        assert all(split_of(t.dialog_id, 0) == name for t in turns)
+    assert 0 < len(splits["train"]) < 40 and "test" not in splits
+
+
+def test_feedback_format_reads_the_store(tmp_path: Path, demo_items) -> None:
+    db = tmp_path / "feedback.sqlite3"
+    with FeedbackStore(db) as store:
+        for i, it in enumerate(demo_items[:30]):
+            store.record(f"s{i}", it.item_id, it.title, "up" if i % 3 else "down", [f"hi {i}"])
+    data = load_turns(db, "feedback", tmp_path)
+    assert data.fmt == "feedback" and len(data.turns) == 30
+    assert {t.accepted for t in data.turns} == {(True,), (False,)}
+    assert data.turns[1].gold_ids == (demo_items[1].item_id,)
+
+
+def test_cli_help_and_one_line_errors(tmp_path: Path, capsys) -> None:
+    import argparse
+
+    from finetune.cli import add_finetune_parser, main
+
+    parser = argparse.ArgumentParser(prog="recochat")
+    add_finetune_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(["finetune", "--help"])
+    assert exit_info.value.code == 0
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    capsys.readouterr()
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\nnot json either\n", encoding="utf-8")
+    assert main(["--dialogues", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no usable training turns")
+    assert "2 unreadable lines" in err[0]
+    assert main(["--dialogues", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert "not found" in capsys.readouterr().err
+
+
+def test_no_usable_examples_is_an_error(tmp_path: Path, demo_home, model_cache) -> None:
+    from finetune.job import FinetuneJob, run_job
+    from finetune.train import TrainOptions
+
+    dialogues = [
+        {"dialog_id": f"x{i}", "turns": [
+            {"role": "user", "text": "hi"},
+            {"role": "assistant", "text": "ok", "recommended": [{"title": "Not In Catalog"}]},
+        ]}
+        for i in range(20)
+    ]  # fmt: skip
+    path = _write(tmp_path / "d.jsonl", dialogues)
+    job = FinetuneJob(path, TrainOptions(out=tmp_path / "out", max_steps=1), progress=False)
+    with pytest.raises(InputError, match="no usable training examples"):
+        run_job(job, _settings(tmp_path, demo_home, model_cache))
+
+
+# -- a real tiny QLoRA run --------------------------------------------------------------
+
+
+def _settings(tmp_path: Path, demo_home: Path, model_cache: Path) -> Settings:
+    """The demo index (shared, read-only here) and the session's converted model."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    (home / "models").symlink_to(model_cache, target_is_directory=True)
+    return Settings(home=home, retrieval={"chroma": str(demo_home / "chroma")})
+
+
+def _lora_state(model) -> dict:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+@pytest.mark.slow
+def test_qlora_train_resume_init_adapter_and_serve(tmp_path, demo_home, model_cache, demo_items, llm):
+    import torch
+    from safetensors.torch import load_file
+
+    from chatbot.llm import load_llm
+    from chatbot.rerank import LABELS
+    from finetune.artifacts import RECORD
+    from finetune.job import FinetuneJob, run_job
+    from finetune.train import TrainOptions, load_trainable
+
+    settings = _settings(tmp_path, demo_home, model_cache)
+    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 16))
+    out = tmp_path / "run"
+
+    def job(steps: int, out: Path = out, init: Path | None = None) -> FinetuneJob:
+        opts = TrainOptions(
+            out=out, max_steps=steps, eval_steps=2, learning_rate=2e-3, batch_size=2,
+            grad_accum=1, eval_batch_size=4, logging_steps=1, seed=0, init_adapter=init,
+            progress=False,
+        )  # fmt: skip
+        return FinetuneJob(path, opts, reason_fraction=0.0, dev_rerank_limit=4, progress=False)
+
+    # 1. two steps, then "interrupted": rerunning with a larger budget resumes
+    first = run_job(job(2), settings)
+    assert first.outcome.global_step == 2 and first.outcome.resumed_from is None
+    for name in ("adapter_model.safetensors", "adapter_config.json", RECORD, "loss.png"):
+        assert (out / name).is_file(), name
+    rec = json.loads((out / RECORD).read_text())
+    assert rec["n_train"] > 0 and rec["n_dev"] > 0 and len(rec["data_sha256"]) == 64
+    assert rec["split"]["seed"] == 0 and rec["seed"] == 0 and rec["base_model"]
+    assert {"eval_loss", "rerank_hit@1"} <= set(rec["dev_metrics"])
+    assert rec["config"]["lora"]["r"] == 16 and rec["config"]["lora"]["lora_alpha"] == 32
+
+    # serving-time tokenization: no BOS or template drift between training and serving
+    trainer = first.outcome.trainer
+    row = trainer.train_dataset[0]
+    ex = next(e for e in first.train_examples if e.kind == "rerank")
+    prompt_ids = llm.tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
+    rows = [r for r in trainer.train_dataset if r["input_ids"][: len(prompt_ids)] == prompt_ids]
+    assert rows, "the serving prompt's tokens must prefix a training sequence"
+    row = rows[0]
+    first_target = row["input_ids"][row["completion_mask"].index(1)]
+    assert first_target in llm.label_token_ids(list(LABELS))
+
+    second = run_job(job(6), settings)
+    assert second.outcome.resumed_from and second.outcome.resumed_from.endswith("checkpoint-2")
+    assert second.outcome.global_step == 6
+    losses = [e["loss"] for e in second.outcome.log_history if "loss" in e]
+    assert len(losses) == 6 and sum(losses[-2:]) < sum(losses[:2]), losses
+
+    # adapter changed, base weights did not
+    trained = second.outcome.trainer.model
+    fresh, _ = load_trainable(settings, job(1).train)
+    base_trained = {n: p for n, p in trained.named_parameters() if "lora_" not in n}
+    base_fresh = dict((n, p) for n, p in fresh.named_parameters() if "lora_" not in n)
+    assert base_trained.keys() == base_fresh.keys() and len(base_fresh) > 100
+    assert all(torch.equal(base_trained[n].cpu(), base_fresh[n]) for n in base_fresh)
+    lora_trained, lora_fresh = _lora_state(trained), _lora_state(fresh)
+    assert lora_trained.keys() == lora_fresh.keys() and len(lora_fresh) == 30 * 7 * 2
+    changed = [n for n in lora_fresh if not torch.equal(lora_trained[n].cpu(), lora_fresh[n])]
+    assert len(changed) == len(lora_fresh)
+    del fresh
+
+    # the served model with the adapter scores differently from the base model
+    served = load_llm(LLMSettings(adapter=out), model_cache)
+    prompt, labels = ex.prompt, list(LABELS[: ex.n_candidates])
+    base_lp = torch.tensor(llm.label_logprobs(prompt, labels))
+    tuned_lp = torch.tensor(served.label_logprobs(prompt, labels))
+    assert (base_lp - tuned_lp).abs().max() > 1e-3
+    del served
+
+    # 3. --init-adapter: a new run that starts from the adapter, trainable
+    saved = load_file(str(out / "adapter_model.safetensors"))
+    init_job = job(2, out=tmp_path / "continued", init=out)
+    resumed_model, _ = load_trainable(settings, init_job.train)
+    start = {n.replace(".default", ""): p for n, p in _lora_state(resumed_model).items()}
+    assert all(p.requires_grad for n, p in resumed_model.named_parameters() if "lora_" in n)
+    assert all(torch.equal(saved[n], start[n]) for n in saved), "init adapter not loaded"
+    del resumed_model
+    third = run_job(init_job, settings)
+    assert third.outcome.global_step == 2 and third.outcome.resumed_from is None
+    assert third.record["config"]["train"]["init_adapter"] == str(out)
+    after = load_file(str(tmp_path / "continued" / "adapter_model.safetensors"))
+    assert after.keys() == saved.keys()
+    assert any(not torch.equal(after[n], saved[n]) for n in saved)
