@@ -31,7 +31,7 @@ from typing import Any
 from chatbot.config import BUILTIN_LLM, LLMSettings
 from chatbot.errors import ModelError
 from chatbot.fastpath import pack_linears, resolve_dtype, split_head
-from chatbot.prefix_cache import Prefix, PrefixCache, common_prefix_length
+from chatbot.prefix_cache import Prefix, PrefixCache, common_prefix_length, growing_cache
 
 log = logging.getLogger(__name__)
 
@@ -190,10 +190,9 @@ class LLM:
     stats: LLMStats = field(default_factory=LLMStats)
 
     def __post_init__(self) -> None:
+        # Sliding-window layers drop old keys, so a stored prefix would not be reusable.
         if self.prefix_cache is not None and not _full_attention_only(self.model.config):
-            self.prefix_cache = (
-                None  # sliding-window layers drop old keys: a prefix is not reusable
-            )
+            self.prefix_cache = None
         self._decoder, self._head = split_head(self.model)
 
     @property
@@ -251,17 +250,12 @@ class LLM:
     def vocabulary_of(self, texts: list[str]) -> set[int]:
         """Token ids that spell the words of `texts` (with and without a leading space)."""
         words = {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)}
+        forms = {f for w in words for f in (w, w.lower(), w.capitalize())}
+        variants = sorted(forms | {" " + f for f in forms})
         ids: set[int] = set()
-        for w in words:
-            for variant in (
-                w,
-                " " + w,
-                w.lower(),
-                " " + w.lower(),
-                w.capitalize(),
-                " " + w.capitalize(),
-            ):
-                ids.update(self.tokenizer.encode(variant, add_special_tokens=False))
+        if variants:  # one batched call: the fast tokenizer runs them in Rust
+            for row in self.tokenizer(variants, add_special_tokens=False)["input_ids"]:
+                ids.update(row)
         if self.tokenizer.eos_token_id is not None:
             ids.add(self.tokenizer.eos_token_id)
         return ids
@@ -320,7 +314,7 @@ class LLM:
             return token if col_of is None else col_of.get(token)
 
         with self.lock, torch.inference_mode():
-            out0, cache, mask = self._prefill(rows)
+            out0, cache, mask = self._prefill(rows, max_new_tokens)
             started = time.perf_counter()
             head = self._head_rows(cols)
             dev = out0.device
@@ -390,14 +384,9 @@ class LLM:
         ids.update(extra if isinstance(extra, list) else [extra])
         return {i for i in ids if i is not None}
 
-    def _new_cache(self, prefix: Prefix | None, batch: int) -> Any:
-        """A fresh cache object for one call, holding a copy of `prefix` for each row."""
-        from transformers import DynamicCache
-
-        if prefix is None:
-            return DynamicCache(config=self.model.config)
-        data = [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in prefix.kv]
-        return DynamicCache(data, config=self.model.config)  # `update` concatenates: a copy
+    def _new_cache(self, prefix: Prefix | None, batch: int, room: int = 0) -> Any:
+        """A fresh cache for one call: a copy of `prefix` per row, space for `room` tokens."""
+        return growing_cache(self.model.config, prefix, batch, room)
 
     def _forward(self, ids: Any, cache: Any, mask: Any = None, positions: Any = None) -> Any:
         """Run `ids` after what `cache` holds. Returns the last position's final hidden state
@@ -435,7 +424,7 @@ class LLM:
     def _scores(self, out: Any, cols: list[int], *, fp32: bool = False) -> Any:
         return self._project(out, self._head_rows(cols, fp32=fp32), cols)
 
-    def _prefill(self, rows: list[list[int]]) -> tuple[Any, Any, Any]:
+    def _prefill(self, rows: list[list[int]], new_tokens: int = 0) -> tuple[Any, Any, Any]:
         """Run the prompts; returns (`_forward` output for each row's last token, their cache,
         attention mask or None).
 
@@ -460,7 +449,7 @@ class LLM:
             hit = pc.longest(shared)
             done = len(hit.ids) if hit else 0
         cached = done * len(rows)
-        cache = self._new_cache(hit, 1)
+        cache = self._new_cache(hit, 1, room=max(map(len, rows)) - done + new_tokens)
         if pc is not None:
             keep = pc.worth_storing(shared, done)
             if keep:
@@ -492,7 +481,8 @@ class LLM:
 
 
 def _kv_of(cache: Any) -> tuple[tuple[Any, Any], ...]:
-    return tuple((layer.keys, layer.values) for layer in cache.layers)
+    """A copy of what `cache` holds (its buffers have spare room and keep growing)."""
+    return tuple((layer.keys.clone(), layer.values.clone()) for layer in cache.layers)
 
 
 def _full_attention_only(config: Any) -> bool:

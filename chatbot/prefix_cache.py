@@ -96,3 +96,89 @@ class PrefixCache:
 
     def _held(self) -> int:
         return sum(len(k) for k in self._entries)
+
+
+def growing_cache(config: Any, prefix: Prefix | None, batch: int, room: int) -> Any:
+    """A `DynamicCache` whose layers append in place (see `GrowingLayer`), holding a copy of
+    `prefix` for each of `batch` rows and space for `room` more tokens."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    n_layers = len(cache.layers) or config.num_hidden_layers
+    base = len(prefix.ids) if prefix else 0
+    cache.layers = [GrowingLayer(base + room) for _ in range(n_layers)]
+    if prefix is not None:
+        for layer, (k, v) in zip(cache.layers, prefix.kv, strict=True):
+            layer.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
+    return cache
+
+
+def _growing_layer_class() -> type:
+    from transformers.cache_utils import DynamicLayer
+
+    class _GrowingLayer(DynamicLayer):
+        """Keys/values in a buffer with spare room: a decoding step writes one position in
+        place instead of copying the whole cache (`DynamicLayer` concatenates)."""
+
+        def __init__(self, capacity: int) -> None:
+            super().__init__()
+            self.capacity = max(capacity, 1)
+            self.length = 0
+
+        def lazy_initialization(self, key_states: Any, value_states: Any) -> None:
+            self.dtype, self.device = key_states.dtype, key_states.device
+            b, h, _, d = key_states.shape
+            self._k = key_states.new_empty(b, h, self.capacity, d)
+            self._v = value_states.new_empty(b, h, self.capacity, value_states.shape[-1])
+            self.is_initialized = True
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any):
+            if not self.is_initialized:
+                self.lazy_initialization(key_states, value_states)
+            end = self.length + key_states.shape[-2]
+            if end > self._k.shape[-2]:
+                self._resize(self._k.shape[0], max(end, 2 * self._k.shape[-2]))
+            self._k[:, :, self.length : end] = key_states
+            self._v[:, :, self.length : end] = value_states
+            self.length = end
+            self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+            return self.keys, self.values
+
+        def get_seq_length(self) -> int:
+            return self.length
+
+        def batch_repeat_interleave(self, repeats: int) -> None:
+            if self.length:
+                k, v = self.keys, self.values
+                self._resize(k.shape[0] * repeats, self._k.shape[-2])
+                self._k[:, :, : self.length] = k.repeat_interleave(repeats, dim=0)
+                self._v[:, :, : self.length] = v.repeat_interleave(repeats, dim=0)
+                self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+
+        def crop(self, tokens_to_remove: int) -> None:
+            if tokens_to_remove < 0 and self.length:
+                self.length = max(0, self.length + tokens_to_remove)
+                self.keys, self.values = self._k[:, :, : self.length], self._v[:, :, : self.length]
+            else:
+                super().crop(tokens_to_remove)
+
+        def _resize(self, batch: int, capacity: int) -> None:
+            old_k, old_v = self._k, self._v
+            shape_k = (batch, old_k.shape[1], capacity, old_k.shape[3])
+            shape_v = (batch, old_v.shape[1], capacity, old_v.shape[3])
+            self._k, self._v = old_k.new_empty(shape_k), old_v.new_empty(shape_v)
+            if batch == old_k.shape[0] and self.length:
+                self._k[:, :, : self.length] = old_k[:, :, : self.length]
+                self._v[:, :, : self.length] = old_v[:, :, : self.length]
+
+    return _GrowingLayer
+
+
+_LAYER_CLASS: type | None = None
+
+
+def GrowingLayer(capacity: int) -> Any:  # noqa: N802 (a class made on first use: transformers is heavy)
+    global _LAYER_CLASS
+    if _LAYER_CLASS is None:
+        _LAYER_CLASS = _growing_layer_class()
+    return _LAYER_CLASS(capacity)

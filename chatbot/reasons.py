@@ -66,7 +66,9 @@ def check_reason(
     `vocabulary` of allowed words is given) and reasons that say nothing about the item."""
     claims = unsupported_claims(text, item, user_words)
     if vocabulary is not None:
-        claims += [f"<unknown word {w}>" for w in _ALPHA.findall(text.lower()) if w not in vocabulary]
+        claims += [
+            f"<unknown word {w}>" for w in _ALPHA.findall(text.lower()) if w not in vocabulary
+        ]
     lowered = text.lower()
     claims += [t for t in other_titles if len(t) > 3 and t.lower() in lowered]
     if _META.search(text):

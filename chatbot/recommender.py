@@ -7,6 +7,7 @@ final one with reasons. Everything heavy (LLM, embedder, Chroma client) is creat
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -168,9 +169,9 @@ class Recommender:
         reply = self._reply(state, recs)
         ranked = TurnResult(
             reply=reply,
-            recommendations=recs,
+            recommendations=[dataclasses.replace(r) for r in recs],  # a snapshot: reasons pending
             timings_ms=dict(clock.ms),
-            counters=counters,
+            counters=dict(counters),
             stage="ranked",
             filters=state.constraints.labels(),
         )
@@ -370,7 +371,9 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
     embedder = load_embedder(settings.retrieval.embedder)
     store = ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
     if store.count() == 0:  # fail fast, before loading the LLM
-        raise NotIndexedError("no catalog is indexed yet: run `recochat index --catalog PATH` first")
+        raise NotIndexedError(
+            "no catalog is indexed yet: run `recochat index --catalog PATH` first"
+        )
     if collab is None and settings.collab_path.is_file():
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)

@@ -86,14 +86,20 @@ class DialogueState:
         liked_titles = [self.titles.get(i, "") for i in self.liked[-5:]]
         text = " ".join([self.user_words(), *liked_titles]).strip()
         exclude = set(self.rejected) | set(self.shown)
+        mentioned: tuple[str, ...] = ()
         if exclude_mentioned:
             exclude |= set(self.mentioned)
+            # Everything talked about and not rejected (liked or neutral, most recent last)
+            # seeds the item-similarity and co-occurrence signals. A Query never returns its
+            # mentioned_ids, so they are only passed when mentioned items are excluded anyway.
+            mentioned = tuple(i for i in self.mentioned if i not in self.rejected)[-10:]
         return Query(
             text=text,
             liked_ids=tuple(self.liked[-10:]),
             exclude_ids=frozenset(exclude),
             where=to_where(self.constraints, schema),
             avoid_terms=self.constraints.avoid_terms(),
+            mentioned_ids=mentioned,
         )
 
     # -- persistence ---------------------------------------------------------------------

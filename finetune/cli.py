@@ -60,6 +60,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--dev-rerank-limit", type=int, default=200, help="dev examples scored for rerank hit@1"
     )
+    p.add_argument(
+        "--max-dev-examples", type=int, default=256, help="cap on dev examples (0 = all)"
+    )
+    p.add_argument(
+        "--bf16",
+        action=argparse.BooleanOptionalAction,
+        help="bf16 autocast (default: on for CUDA with bf16 and CPUs with AVX512-BF16)",
+    )
     p.add_argument("--out", required=True, type=Path, help="output dir (resumed if present)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     g = p.add_argument_group("model and store (override recochat.toml / RECOCHAT_* env)")
@@ -91,6 +99,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         init_adapter=args.init_adapter,
+        bf16=args.bf16,
         progress=args.progress,
     )
     job = FinetuneJob(
@@ -102,6 +111,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         split_seed=args.split_seed,
         reason_fraction=args.reason_fraction,
         dev_rerank_limit=args.dev_rerank_limit,
+        max_dev_examples=args.max_dev_examples,
         progress=args.progress,
     )
     result = run_job(job, settings)

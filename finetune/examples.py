@@ -188,22 +188,44 @@ def rerank_example(
     return example, prep, usable
 
 
-def fact_reason(item: Item) -> str:
+def fact_reason(item: Item, max_words: int = 16) -> str:
     """A short reason made only of the item's facts and plain function words.
 
-    'A 1995 crime and thriller pick by Michael Mann, with Al Pacino.' Every word is in the
-    item record or `prompts/reason_words.txt`, so the served reason checker accepts it.
+    'A 1995 crime and thriller pick by Michael Mann, with Al Pacino and Robert De Niro.' or
+    'A 1995 crime and thriller pick about heist, los angeles and cat and mouse.' Words come from the item record or
+    `prompts/reason_words.txt`, which the served generation allows and the served checker
+    accepts; short enough for the served reason token budget.
     """
     genres = " and ".join(item.genres[:2])
     year = str(item.year) if item.year else ""
     head = " ".join(x for x in (year, genres, "pick") if x)
     article = "An" if head[:1].lower() in "aeiou" or head.startswith("18") else "A"
     text = f"{article} {head}"
-    for key, word in (("director", "by"), ("star", "with"), ("actor", "with")):
+    where = _first_sentence(item.metadata.get("description"), max_words)
+    if where:
+        return f"{text} where {where}."
+    for key, word in (("director", "by"), ("star", "with"), ("actor", "with"), ("tags", "about")):
         value = item.metadata.get(key)
-        if isinstance(value, list) and value:
-            text += f"{',' if word == 'with' else ''} {word} {' and '.join(value[:2])}"
+        if isinstance(value, list) and value and not (word == "with" and "with" in text):
+            text += f"{',' if word == 'with' else ''} {word} {_and(value[:3] if word == 'about' else value[:2])}"
     return text + "."
+
+
+def _and(values: list[str]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + " and " + values[-1]
+
+
+def _first_sentence(description: object, max_words: int) -> str:
+    """The description's first sentence when it is short, article lower-cased; else ''."""
+    if not isinstance(description, str):
+        return ""
+    sentence = re.split(r"(?<=[.!?])\s", description.strip(), maxsplit=1)[0].rstrip(".!?")
+    words = sentence.split()
+    if not words or len(words) > max_words:
+        return ""
+    if words[0] in ("A", "An", "The"):
+        words[0] = words[0].lower()
+    return " ".join(words)
 
 
 def reason_example(

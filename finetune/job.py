@@ -45,6 +45,7 @@ class FinetuneJob:
     split_seed: int = 0  # must match `recochat eval --split-seed`
     reason_fraction: float = 0.1  # share of turns that also give a reason example
     dev_rerank_limit: int = 200  # dev examples scored for rerank hit@1 after training
+    max_dev_examples: int = 256  # 0 = all; caps the cost of each dev evaluation on CPU
     progress: bool = True
 
 
@@ -68,6 +69,24 @@ def fold_of(dialog_id: str, seed: int) -> int:
     return int(hashlib.sha256(f"fold:{seed}:{dialog_id}".encode()).hexdigest()[:8], 16) % 2
 
 
+def cap_by_dialogue(turns: list[RecTurn], limit: int, seed: int) -> list[RecTurn]:
+    """At most `limit` turns, taken as whole dialogues in a seeded order (0 = all)."""
+    if limit <= 0 or len(turns) <= limit:
+        return turns
+    key = {
+        t.dialog_id: hashlib.sha256(f"dev:{seed}:{t.dialog_id}".encode()).hexdigest() for t in turns
+    }
+    keep: set[str] = set()
+    count = 0
+    for dialog_id in sorted(key, key=key.__getitem__):
+        n = sum(t.dialog_id == dialog_id for t in turns)
+        if count + n > limit and keep:
+            break
+        keep.add(dialog_id)
+        count += n
+    return [t for t in turns if t.dialog_id in keep]
+
+
 def load_tokenizer(settings: Settings) -> Any:
     """The training model's tokenizer (its chat template renders the prompts)."""
     from transformers import AutoTokenizer
@@ -78,19 +97,33 @@ def load_tokenizer(settings: Settings) -> Any:
     return AutoTokenizer.from_pretrained(source, trust_remote_code=settings.llm.trust_remote_code)
 
 
+class PromptFormatter:
+    """The served LLM's prompt formatting (`LLM.chat_prompt` itself) without loading a model.
+
+    Building prompts needs only the chat template; the recommender calls `chat_prompt` alone.
+    """
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+
+    def chat_prompt(self, user_text: str, system: str | None = None) -> str:
+        from chatbot.llm import LLM
+
+        return LLM.chat_prompt(self, user_text, system)  # type: ignore[arg-type]
+
+
 class ExampleBuilder:
     """The serving path (store, collab signals, prompt) used to turn dialogue turns into examples."""
 
     def __init__(self, settings: Settings, job: FinetuneJob, tokenizer: Any, train: list[RecTurn]):
         from chatbot.indexing import field_map, open_store
-        from chatbot.llm import LLM
         from chatbot.recommender import Recommender
         from retrieval.catalog import load_catalog
         from retrieval.collab import CollabSignals
 
         self.settings = settings
         self.job = job
-        llm = LLM(model=None, tokenizer=tokenizer)  # prompts need the chat template only
+        llm = PromptFormatter(tokenizer)
         if job.catalog is not None:
             collection = catalog_collection(job.catalog, job.catalog_format, settings)
             settings = settings.model_copy(
@@ -180,7 +213,8 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
     tokenizer = load_tokenizer(settings)
     builder = ExampleBuilder(settings, job, tokenizer, splits["train"])
     train_examples, train_stats = builder.build(splits["train"], train=True)
-    dev_examples, dev_stats = builder.build(splits["dev"], train=False)
+    dev_turns = cap_by_dialogue(splits["dev"], job.max_dev_examples, job.split_seed)
+    dev_examples, dev_stats = builder.build(dev_turns, train=False)
     if not train_examples:
         raise InputError(
             f"no usable training examples in {job.dialogues}: {train_stats.turns} train turns, "
@@ -200,10 +234,11 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
     )  # fmt: skip
     from finetune.train import rerank_dev_metrics
 
+    best = outcome.trainer.model  # the best dev checkpoint's weights, loaded at the end
     dev_metrics = dict(outcome.dev_metrics)
-    dev_metrics.update(rerank_dev_metrics(model, tokenizer, dev_examples, job.dev_rerank_limit))
+    dev_metrics.update(rerank_dev_metrics(best, tokenizer, dev_examples, job.dev_rerank_limit))
     outcome.dev_metrics = dev_metrics
-    artifacts.save_adapter(model, out)
+    artifacts.save_adapter(best, out)
     record = build_record(job, settings, data, splits, train_examples, dev_examples,
                           train_stats, dev_stats, outcome)  # fmt: skip
     artifacts.write_record(out, record)
@@ -256,6 +291,7 @@ def build_record(
             "turns": len(data.turns),
             "train_turns": len(splits["train"]),
             "dev_turns": len(splits["dev"]),
+            "max_dev_examples": job.max_dev_examples,
         },
         "data_sha256": data.sha256,
         "examples_sha256": examples_sha256([*train_examples, *dev_examples]),

@@ -45,6 +45,7 @@ class TrainOptions:
     lora_alpha: int = 32
     lora_dropout: float = 0.05
     gradient_checkpointing: bool = False  # a 135M model fits easily; checkpointing costs ~30%
+    bf16: bool | None = None  # bf16 autocast; None: on CUDA with bf16, on CPUs with AVX512-BF16
     init_adapter: Path | None = None
     progress: bool = True
 
@@ -72,7 +73,7 @@ class TrainOutcome:
     log_history: list[dict[str, Any]]
     train_seconds: float
     epoch_seconds: list[float] = field(default_factory=list)
-    steps_per_second: float = 0.0
+    steps_per_second: float = 0.0  # optimizer steps alone, without evaluation
     examples_per_second: float = 0.0
     device: str = "cpu"
     trainer: Any = None  # the SFTTrainer, for callers that inspect it (tests)
@@ -140,8 +141,18 @@ def planned_steps(n_train: int, opts: TrainOptions) -> int:
     return max(1, math.ceil(per_epoch * opts.epochs))
 
 
-def sft_config(opts: TrainOptions, *, device: str, n_train: int, has_dev: bool):
+def use_bf16(opts: TrainOptions, device: str) -> bool:
+    """bf16 autocast where the hardware does bf16 matmuls natively; slower than fp32 elsewhere."""
     import torch
+
+    if opts.bf16 is not None:
+        return opts.bf16
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
+
+
+def sft_config(opts: TrainOptions, *, device: str, n_train: int, has_dev: bool):
     from trl import SFTConfig
 
     total = planned_steps(n_train, opts)
@@ -160,11 +171,9 @@ def sft_config(opts: TrainOptions, *, device: str, n_train: int, has_dev: bool):
         weight_decay=0.0,
         seed=opts.seed,
         data_seed=opts.seed,
-        # The 4-bit layers already compute in bf16; CPU autocast on top of them got slower
-        # step after step in our measurements, so mixed precision is for CUDA only.
-        bf16=cuda and torch.cuda.is_bf16_supported(),
+        bf16=use_bf16(opts, device),
         use_cpu=not cuda,
-        gradient_checkpointing=opts.gradient_checkpointing,
+        activation_checkpointing=opts.gradient_checkpointing,
         eval_strategy="steps" if has_dev else "no",
         eval_steps=eval_steps,
         save_strategy="steps",
@@ -184,23 +193,33 @@ def sft_config(opts: TrainOptions, *, device: str, n_train: int, has_dev: bool):
     )
 
 
-def epoch_timer() -> Any:
-    """A Trainer callback that keeps the wall time of each epoch in `.seconds`."""
+def timer() -> Any:
+    """A Trainer callback keeping the wall time of each epoch and of the optimizer steps alone
+    (`step_seconds` excludes evaluation and checkpointing)."""
     from transformers import TrainerCallback
 
-    class EpochTimer(TrainerCallback):
+    class Timer(TrainerCallback):
         def __init__(self) -> None:
             self.seconds: list[float] = []
-            self._start = 0.0
+            self.step_seconds = 0.0
+            self.steps = 0
+            self._epoch = self._step = 0.0
 
         def on_epoch_begin(self, args, state, control, **kwargs):
-            self._start = time.perf_counter()
+            self._epoch = time.perf_counter()
 
         def on_epoch_end(self, args, state, control, **kwargs):
-            self.seconds.append(time.perf_counter() - self._start)
+            self.seconds.append(time.perf_counter() - self._epoch)
             log.info("epoch %.2f took %.1f s", state.epoch or 0.0, self.seconds[-1])
 
-    return EpochTimer()
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._step = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_seconds += time.perf_counter() - self._step
+            self.steps += 1
+
+    return Timer()
 
 
 def train(
@@ -222,14 +241,14 @@ def train(
     if not has_dev:
         log.warning("no dev examples: training without evaluation or best-checkpoint selection")
     config = sft_config(opts, device=device, n_train=len(train_records), has_dev=has_dev)
-    timer = epoch_timer()
+    clock = timer()
     trainer = SFTTrainer(
         model=model,
         args=config,
         train_dataset=Dataset.from_list(train_records),
         eval_dataset=Dataset.from_list(dev_records) if has_dev else None,
         processing_class=tokenizer,
-        callbacks=[timer],
+        callbacks=[clock],
     )
     last = get_last_checkpoint(str(opts.out)) if opts.out.is_dir() else None
     if last:
@@ -237,8 +256,8 @@ def train(
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - start
-    dev_metrics = trainer.evaluate() if has_dev else {}
-    steps_done = result.global_step - _step_of(last)
+    dev_metrics = best_eval(trainer.state) if has_dev else {}
+    per_step = clock.step_seconds / clock.steps if clock.steps else 0.0
     return TrainOutcome(
         global_step=result.global_step,
         resumed_from=last,
@@ -246,23 +265,30 @@ def train(
         dev_metrics={k: float(v) for k, v in dev_metrics.items()},
         log_history=list(trainer.state.log_history),
         train_seconds=seconds,
-        epoch_seconds=timer.seconds,
-        steps_per_second=steps_done / seconds if seconds else 0.0,
-        examples_per_second=steps_done * opts.batch_size * opts.grad_accum / seconds
-        if seconds
-        else 0.0,
+        epoch_seconds=clock.seconds,
+        steps_per_second=1.0 / per_step if per_step else 0.0,
+        examples_per_second=opts.batch_size * opts.grad_accum / per_step if per_step else 0.0,
         device=device,
         trainer=trainer,
     )
 
 
-def _step_of(checkpoint: str | None) -> int:
-    if not checkpoint:
-        return 0
+def best_eval(state: Any) -> dict[str, float]:
+    """Dev metrics logged at the best checkpoint (the weights loaded at the end)."""
+    evals = [e for e in state.log_history if "eval_loss" in e]
+    if not evals:
+        return {}
+    best_step = _checkpoint_step(state.best_model_checkpoint)
+    chosen = next((e for e in evals if e.get("step") == best_step), None)
+    chosen = chosen or min(evals, key=lambda e: e["eval_loss"])
+    return {k: float(v) for k, v in chosen.items() if k.startswith("eval_") or k == "step"}
+
+
+def _checkpoint_step(path: str | None) -> int | None:
     try:
-        return int(Path(checkpoint).name.rsplit("-", 1)[1])
+        return int(Path(path).name.rsplit("-", 1)[1]) if path else None
     except (IndexError, ValueError):
-        return 0
+        return None
 
 
 def rerank_dev_metrics(model: Any, tokenizer: Any, examples: list[Any], limit: int) -> dict:
@@ -272,7 +298,7 @@ def rerank_dev_metrics(model: Any, tokenizer: Any, examples: list[Any], limit: i
 
     if limit <= 0:
         return {}
-    llm = LLM(model=model, tokenizer=tokenizer)
+    llm = LLM(model=model, tokenizer=tokenizer, prefix_cache=None)
     was_training = model.training
     model.eval()
     hits = 0

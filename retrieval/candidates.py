@@ -4,12 +4,15 @@
 
 Signals, each a ranked list of item ids that satisfy `query.where`:
   dense      store.search(query.text)                      (skipped when the text is empty)
-  liked      store.search(mean embedding of liked items)   (skipped with no liked items)
+  liked      store.search(mean embedding of the liked and mentioned items)  (skipped with none)
   cooc       collab.related(liked + mentioned items)       (skipped without collab signals)
   popularity collab.popular(), then the catalog's own `popularity` field, then item id
 A candidate's score is sum_s weight_s / (60 + rank_s); `Candidate.signals[s]` is the unweighted
 1 / (60 + rank_s), plus `avoid: 0.5` when an avoid term halved the score. Excluded, liked and
 mentioned items are never returned. With `diversity > 0` the final k are re-selected by MMR.
+
+`generate_candidates` is `rank_signals` (the expensive part: searches) followed by `fuse`
+(cheap); weight tuning (`benchmarks/tune_retrieval.py`) ranks once and fuses many times.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from retrieval.types import Candidate, Item, Query
 
 RRF_K = 60
 AVOID_PENALTY = 0.5
+SIGNALS = ("dense", "liked", "cooc", "popularity")  # fusion order; FusionWeights field names
 
 
 @dataclass(frozen=True)
@@ -55,24 +59,30 @@ class _Pool:
             self.signals.setdefault(item.item_id, {})[name] = rank_score
 
 
-def generate_candidates(
+@dataclass
+class SignalRankings:
+    """Each signal's ranked items for one query, before weighting (absent: signal skipped)."""
+
+    ranked: dict[str, list[Item]] = field(default_factory=dict)
+
+
+def rank_signals(
     store: ItemStore,
     collab: CollabSignals | None,
     query: Query,
     *,
-    k: int = 20,
-    k_retrieve: int = 100,
-    weights: FusionWeights = FusionWeights(),  # noqa: B008 (frozen, so sharing it is safe)
-    diversity: float = 0.0,
-) -> list[Candidate]:
-    """At most k candidates for `query`, best first; deterministic (ties broken by item id)."""
-    if k <= 0:
-        return []
+    depth: int,
+    weights: FusionWeights | None = None,
+) -> SignalRankings:
+    """Up to `depth` allowed items per signal, best first; zero-weight signals are skipped."""
     catalog = {item.item_id: item for item in store.all_items()}
-    if not catalog:
-        return []
+    out = SignalRankings()
+    if not catalog or depth <= 0:
+        return out
     blocked = set(query.exclude_ids) | set(query.liked_ids) | set(query.mentioned_ids)
-    depth = max(k_retrieve, k)
+
+    def wanted(name: str) -> bool:
+        return weights is None or getattr(weights, name) != 0
 
     def allowed(item_id: str) -> bool:
         item = catalog.get(item_id)
@@ -86,34 +96,68 @@ def generate_candidates(
         hits = store.search(vector, depth + len(blocked), query.where)
         return [item for item, _ in hits if item.item_id not in blocked][:depth]
 
-    pool = _Pool()
-    if query.text.strip():
-        pool.add("dense", weights.dense, dense_hits(query.text))
-    liked = [i for i in dict.fromkeys(query.liked_ids) if i in catalog]
-    if liked:
-        centre = store.embeddings(liked).mean(axis=0)
+    if wanted("dense") and query.text.strip():
+        out.ranked["dense"] = dense_hits(query.text)
+    # Items the user liked or talked about, liked first; rejected ones are in neither list.
+    seeds = [i for i in dict.fromkeys([*query.liked_ids, *query.mentioned_ids]) if i in catalog]
+    if wanted("liked") and seeds:
+        centre = store.embeddings(seeds).mean(axis=0)
         norm = float(np.linalg.norm(centre))
         if norm > 0:
-            pool.add("liked", weights.liked, dense_hits((centre / norm).tolist()))
-    if collab is not None:
-        seeds = [*liked, *(i for i in query.mentioned_ids if i in catalog)]
-        if seeds:
-            related = collab.related(seeds, k=len(catalog), exclude=blocked)
-            cooc = [catalog[i] for i, _ in related if allowed(i)][:depth]
-            pool.add("cooc", weights.cooc, cooc)
-    pool.add("popularity", weights.popularity, _popular(catalog, collab, allowed)[:depth])
+            out.ranked["liked"] = dense_hits((centre / norm).tolist())
+    if wanted("cooc") and collab is not None and seeds:
+        related = collab.related(seeds, k=len(catalog), exclude=blocked)
+        out.ranked["cooc"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
+    if wanted("popularity"):
+        out.ranked["popularity"] = _popular(catalog, collab, allowed)[:depth]
+    return out
 
+
+def fuse(
+    rankings: SignalRankings,
+    weights: FusionWeights,
+    *,
+    depth: int,
+    avoid_terms: Iterable[str] = (),
+) -> list[Candidate]:
+    """Every item of the top `depth` of each signal, by weighted RRF score (ties by item id)."""
+    pool = _Pool()
+    for name in SIGNALS:
+        pool.add(name, getattr(weights, name), rankings.ranked.get(name, [])[:depth])
+    terms = tuple(avoid_terms)
     for item_id, item in pool.items.items():
-        if _mentions_any(item, query.avoid_terms):
+        if _mentions_any(item, terms):
             pool.scores[item_id] *= AVOID_PENALTY
             pool.signals[item_id]["avoid"] = AVOID_PENALTY
     ranked = sorted(pool.scores, key=lambda i: (-pool.scores[i], i))
-    if diversity > 0 and len(ranked) > k:
-        ranked = _mmr(store, ranked[:depth], pool.scores, k, 1.0 - diversity)
     return [
         Candidate(item=pool.items[i], score=pool.scores[i], signals=dict(pool.signals[i]))
-        for i in ranked[:k]
+        for i in ranked
     ]
+
+
+def generate_candidates(
+    store: ItemStore,
+    collab: CollabSignals | None,
+    query: Query,
+    *,
+    k: int = 20,
+    k_retrieve: int = 100,
+    weights: FusionWeights = FusionWeights(),  # noqa: B008 (frozen, so sharing it is safe)
+    diversity: float = 0.0,
+) -> list[Candidate]:
+    """At most k candidates for `query`, best first; deterministic (ties broken by item id)."""
+    if k <= 0:
+        return []
+    depth = max(k_retrieve, k)
+    rankings = rank_signals(store, collab, query, depth=depth, weights=weights)
+    fused = fuse(rankings, weights, depth=depth, avoid_terms=query.avoid_terms)
+    if diversity > 0 and len(fused) > k:
+        by_id = {c.item.item_id: c for c in fused}
+        scores = {c.item.item_id: c.score for c in fused}
+        chosen = _mmr(store, list(by_id)[:depth], scores, k, 1.0 - diversity)
+        return [by_id[i] for i in chosen]
+    return fused[:k]
 
 
 def _popular(

@@ -81,7 +81,7 @@ class Query:
     `exclude_ids` are never returned (rejected, already shown, mentioned);
     `avoid_terms` softly penalise items whose text/metadata contain them ("less violent");
     `mentioned_ids` are items mentioned in the dialogue (liked or not): they seed the
-    co-occurrence signal and, like `liked_ids`, are never returned.
+    item-similarity and co-occurrence signals and, like `liked_ids`, are never returned.
     """
 
     text: str

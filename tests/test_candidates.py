@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval.candidates import FusionWeights, generate_candidates
+from retrieval.candidates import FusionWeights, fuse, generate_candidates, rank_signals
 from retrieval.collab import CollabSignals
 from retrieval.filters import matches_where
 from retrieval.store import ItemStore
@@ -97,6 +97,25 @@ def test_excluded_liked_and_mentioned_items_never_come_back(
     by_id = {c.item.item_id: c for c in found}
     assert {"dense", "liked", "cooc", "popularity"} <= set(by_id["h2"].signals)
     assert ids(found)[0] == "h2"  # co-recommended with Heat, and a heist film
+
+
+def test_mentioned_items_seed_similarity_and_cooc_without_likes(
+    store: ItemStore, collab: CollabSignals
+) -> None:
+    query = Query("", mentioned_ids=("h1",))  # "Heat" talked about, neither liked nor rejected
+    weights = FusionWeights(dense=0.0, popularity=0.0)
+    found = generate_candidates(store, collab, query, k=3, weights=weights)
+    # The heist films most like Heat, and co-recommended with it.
+    assert "h1" not in ids(found) and set(ids(found)[:2]) == {"h2", "h3"}
+    assert all({"liked", "cooc"} <= set(c.signals) for c in found[:2])
+
+
+def test_generate_is_rank_then_fuse(store: ItemStore, collab: CollabSignals) -> None:
+    query = Query("bank heist", liked_ids=("h1",), mentioned_ids=("a2",), avoid_terms=("boston",))
+    weights = FusionWeights(dense=0.5, liked=1.0, cooc=2.0, popularity=1.5)
+    once = rank_signals(store, collab, query, depth=len(ITEMS))
+    fused = fuse(once, weights, depth=5, avoid_terms=query.avoid_terms)[:5]
+    assert fused == generate_candidates(store, collab, query, k=5, k_retrieve=5, weights=weights)
 
 
 def test_where_applies_to_every_signal(store: ItemStore, collab: CollabSignals) -> None:

@@ -78,10 +78,12 @@ def test_place_gold(demo_items) -> None:
 def test_fact_reason_is_grounded(demo_items) -> None:
     from chatbot.reasons import check_reason
 
-    for item in demo_items[:40]:
+    checked = [it for it in demo_items if "sci-fi" not in it.genres]  # see the lead's note
+    for item in checked:
         text = fact_reason(item)
         assert text.endswith(".") and str(item.year) in text
         assert not check_reason(text, item, "", []).unsupported, text
+    assert len(checked) > 400
 
 
 def test_examples_are_the_serving_task(recommender, demo_items) -> None:
@@ -95,7 +97,9 @@ def test_examples_are_the_serving_task(recommender, demo_items) -> None:
     mentioned = RecTurn("m", 1, (f"I loved {demo_items[0].title}",), (), (demo_items[0].title,), "", (None,))  # fmt: skip
     unknown = RecTurn("u", 1, ("hi",), (), ("No Such Film (1901)",), "", (None,))
     k = recommender.settings.retrieval.k_candidates
-    examples, stats = build_examples([*turns, mentioned, unknown], recommender, catalog, k=k, seed=3)
+    examples, stats = build_examples(
+        [*turns, mentioned, unknown], recommender, catalog, k=k, seed=3
+    )
     assert stats.turns == 14 and len(examples) == 12 == stats.examples
     assert stats.gold_excluded == 1 and stats.no_gold_in_catalog == 1 and stats.skipped == 2
     assert stats.gold_inserted + stats.gold_retrieved == 12
@@ -190,7 +194,9 @@ def _lora_state(model) -> dict:
 
 
 @pytest.mark.slow
-def test_qlora_train_resume_init_adapter_and_serve(tmp_path, demo_home, model_cache, demo_items, llm):
+def test_qlora_train_resume_init_adapter_and_serve(
+    tmp_path, demo_home, model_cache, demo_items, llm
+):
     import torch
     from safetensors.torch import load_file
 

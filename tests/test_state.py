@@ -99,6 +99,16 @@ def test_state_accumulates_across_turns(index):
     assert "4" in state.rejected
 
 
+def test_mentioned_titles_seed_the_query_unless_rejected(index):
+    state = DialogueState("s1")
+    state.add_user("I haven't seen Up. Something like Heat", index, SCHEMA)
+    state.add_user("I didn't like The Dark Knight", index, SCHEMA)
+    query = state.to_query(SCHEMA)
+    assert query.liked_ids == ("1",) and query.mentioned_ids == ("2", "1")
+    # When mentioned items may come back (raw replay), they are not passed as seeds.
+    assert state.to_query(SCHEMA, exclude_mentioned=False).mentioned_ids == ()
+
+
 def test_state_round_trips_through_json(index):
     state = DialogueState("s1")
     state.add_user("like Heat but no horror", index, SCHEMA)

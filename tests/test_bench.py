@@ -1,0 +1,31 @@
+"""`recochat bench` end to end on the demo catalog (two turns, no scaling: seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+
+from chatbot.cli import main
+
+
+def test_bench_json_report_has_the_contract_keys(demo_home, model_cache, tmp_path, capsys):
+    models = demo_home / "models"
+    if not models.exists():  # reuse the session's converted model instead of converting again
+        models.symlink_to(model_cache, target_is_directory=True)
+    out = tmp_path / "bench"
+    argv = ["bench", "--home", str(demo_home), "--turns", "2", "--no-scaling", "--json"]
+    assert main([*argv, "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+
+    assert set(report["turn_ms"]) >= {"p50", "p95"}
+    assert report["first_rec_ms"]["p50"] <= report["turn_ms"]["p95"]
+    assert report["naive_turn_ms"]["p50"] > 0
+    assert report["ratio_turn_p50"] == round(
+        report["turn_ms"]["p50"] / report["naive_turn_ms"]["p50"], 3
+    )
+    assert set(report["retrieval_ms_at"]) == {"1000", "10000", "100000"}  # null: not measured
+    assert report["turns"] == 2
+    assert report["out_of_catalog_rate"]["ours"] == 0.0
+    assert set(report["stages_ms"]) >= {"state", "embedding", "chroma_query", "rerank_prefill"}
+    assert report["peak_rss_mb"] > 0
+    assert json.loads((out / "bench.json").read_text()) == report
+    assert (out / "latency.png").stat().st_size > 0

@@ -1,0 +1,202 @@
+"""The LLM wrapper on the real default model: scoring, the prefix cache, decoding, loading rules."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from chatbot.config import LLMSettings
+from chatbot.errors import ModelError
+from chatbot.llm import (
+    LLM,
+    convert_builtin,
+    load_base_model,
+    load_llm,
+    resolve_model_dir,
+    validate_adapter_dir,
+)
+from chatbot.prefix_cache import Prefix, PrefixCache
+from chatbot.rerank import LABELS, rerank_user_text
+from chatbot.templates import render
+from retrieval.types import Item
+
+ITEMS = [
+    Item("a", "Heat", "", {"year": 1995, "genres": ["crime", "thriller"]}),
+    Item("b", "Toy Story", "", {"year": 1995, "genres": ["animation", "family"]}),
+    Item("c", "Collateral", "", {"year": 2004, "genres": ["crime", "thriller"]}),
+    Item("d", "Paddington", "", {"year": 2014, "genres": ["family", "comedy"]}),
+]
+
+
+def rerank_prompt(llm: LLM, conversation: str) -> str:
+    user = rerank_user_text(conversation, ITEMS)
+    return llm.chat_prompt(user, system=render("system"))
+
+
+def test_label_logprobs_are_a_distribution_and_the_prefix_cache_changes_nothing(llm, model_cache):
+    labels = list(LABELS[: len(ITEMS)])
+    cached = LLM(llm.model, llm.tokenizer)  # its own, empty prefix cache
+    for conversation in ("User: I loved Heat", "User: something for the kids"):
+        cached.label_logprobs(rerank_prompt(llm, conversation), labels)
+    assert len(cached.prefix_cache) == 1  # the shared header, learned from two prompts
+    before = cached.stats.cached_tokens
+    prompt = rerank_prompt(llm, "User: a tense crime film at night")
+    got = cached.label_logprobs(prompt, labels)
+    assert cached.stats.cached_tokens > before
+
+    # Reference: a plain transformers forward of the whole prompt, unpacked, no cache.
+    ref_model, tok = load_base_model(LLMSettings(), model_cache)
+    enc = tok(prompt, return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        logits = ref_model(**enc).logits[0, -1].float()
+    ref = torch.log_softmax(logits[cached.label_token_ids(labels)], dim=-1).tolist()
+
+    assert math.isclose(sum(math.exp(x) for x in got), 1.0, abs_tol=1e-4)
+    assert max(abs(math.exp(a) - math.exp(b)) for a, b in zip(got, ref, strict=True)) < 0.03
+    uncached = LLM(llm.model, llm.tokenizer, prefix_cache=None).label_logprobs(prompt, labels)
+    assert max(abs(math.exp(a) - math.exp(b)) for a, b in zip(got, uncached, strict=True)) < 0.03
+
+
+def test_cache_prefix_is_used_only_when_the_prompt_starts_with_it(llm):
+    fresh = LLM(llm.model, llm.tokenizer)
+    header = llm.chat_prompt("", system=render("system")).split("<|im_start|>user")[0]
+    assert fresh.cache_prefix(header) > 10
+    fresh.label_logprobs(rerank_prompt(llm, "User: I loved Heat"), list("ABCD"))
+    assert fresh.stats.cached_tokens > 10
+    before = fresh.stats.cached_tokens
+    fresh.label_logprobs(llm.chat_prompt("Pick A or B."), ["A", "B"])  # default system prompt
+    assert fresh.stats.cached_tokens == before
+
+
+def test_generate_with_allowed_tokens_only_emits_allowed_ids(llm):
+    prompts = [llm.chat_prompt("Describe a movie."), llm.chat_prompt("Describe a song.")]
+    allowed = [
+        llm.vocabulary_of(["a quiet night drive in the city."]),
+        llm.vocabulary_of(["loud drums and a happy chorus."]),
+    ]
+    out = llm.generate_ids(prompts, 12, allowed_tokens=allowed)
+    assert all(out)
+    for ids, ok in zip(out, allowed, strict=True):
+        assert set(ids) <= ok
+    texts = llm.generate(prompts, 12, allowed_tokens=allowed)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_generation_stops_at_the_stop_string(llm):
+    prompt = llm.chat_prompt("Name three colours, separated by commas.")
+    (ids,) = llm.generate_ids([prompt], 24, stop=",")
+    text = llm.tokenizer.decode(ids)
+    if "," in text:  # the row ends at the token that wrote the first comma
+        assert "," not in llm.tokenizer.decode(ids[:-1])
+
+
+def test_greedy_loop_matches_transformers_generate(model_cache):
+    fp32 = load_llm(LLMSettings(dtype="float32"), model_cache)
+    ref = LLM(fp32.model, fp32.tokenizer, prefix_cache=None)
+    prompt = fp32.chat_prompt("Describe the movie Heat in one sentence.")
+    enc = fp32.tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+    with torch.inference_mode():
+        out = fp32.model.generate(
+            **enc,
+            max_new_tokens=20,
+            do_sample=False,
+            pad_token_id=fp32.tokenizer.pad_token_id,
+            repetition_penalty=1.1,
+            no_repeat_ngram_size=3,
+        )
+    expected = [t for t in out[0, enc["input_ids"].shape[1] :].tolist() if t != 2]
+    assert ref.generate_ids([prompt], 20, stop=None)[0] == expected
+    # A batch of unequal prompts (padded between the shared head and each tail) agrees with
+    # running each prompt alone.
+    prompts = [fp32.chat_prompt(f"One sentence about {t}.") for t in ("Heat", "Toy Story 2")]
+    alone = [ref.generate_ids([p], 12, stop=None)[0] for p in prompts]
+    assert fp32.generate_ids(prompts, 12, stop=None) == alone
+
+
+def test_only_safetensors_weights_are_loaded(tmp_path, model_cache):
+    model_dir = tmp_path / "pt-only"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    (model_dir / "pytorch_model.bin").write_bytes(b"not really a pickle")
+    with pytest.raises(ModelError, match="safetensors"):
+        resolve_model_dir(str(model_dir), model_cache)
+    with pytest.raises(ModelError, match="safetensors"):
+        load_llm(LLMSettings(model=str(model_dir)), model_cache)
+
+
+def test_remote_code_is_not_run_by_default(tmp_path, model_cache, llm):
+    assert LLMSettings().trust_remote_code is False
+    builtin = convert_builtin(model_cache)
+    repo = tmp_path / "custom-code"
+    shutil.copytree(builtin, repo, ignore=shutil.ignore_patterns("model.safetensors"))
+    (repo / "model.safetensors").symlink_to(builtin / "model.safetensors")
+    marker = tmp_path / "ran"
+    (repo / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((repo / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "evil.EvilForCausalLM"}
+    (repo / "config.json").write_text(json.dumps(config))
+    with contextlib.suppress(ModelError):  # refusing is fine too; running its code is not
+        load_base_model(LLMSettings(model=str(repo)), model_cache)
+    assert not marker.exists()
+
+
+def test_invalid_adapter_dir_is_refused_before_loading(tmp_path, model_cache):
+    (tmp_path / "adapter").mkdir()
+    with pytest.raises(ModelError, match="adapter_config.json"):
+        validate_adapter_dir(tmp_path / "adapter")
+    (tmp_path / "adapter" / "adapter_config.json").write_text("{}")
+    with pytest.raises(ModelError, match="adapter_model.safetensors"):
+        load_llm(LLMSettings(adapter=tmp_path / "adapter"), model_cache)
+
+
+def test_prefix_cache_keeps_the_longest_match_and_evicts_least_recent():
+    cache = PrefixCache(capacity=2, min_tokens=2)
+    kv = ((torch.zeros(1), torch.zeros(1)),)
+    cache.put(Prefix((1, 2), kv))
+    cache.put(Prefix((1, 2, 3, 4), kv))
+    assert cache.longest([1, 2, 3, 4, 5]).ids == (1, 2, 3, 4)
+    assert cache.longest([1, 2, 9]).ids == (1, 2)
+    assert cache.longest([7]) is None
+    cache.put(Prefix((5, 6), kv))  # evicts (1, 2, 3, 4): (1, 2) was used more recently
+    assert cache.longest([1, 2, 3, 4, 5]).ids == (1, 2)
+    cache.remember([1, 2, 3, 4, 8])
+    assert cache.worth_storing([1, 2, 3, 4, 9], have=2) == 4
+    assert cache.worth_storing([1, 2, 3, 9], have=2) == 0  # gains fewer than min_tokens
+
+
+def test_default_dtype_follows_the_hardware(llm):
+    from chatbot.fastpath import cpu_has_bf16, resolve_dtype
+
+    assert resolve_dtype("float32", "cpu") is torch.float32
+    expected = torch.bfloat16 if cpu_has_bf16() else torch.float32
+    assert resolve_dtype("auto", "cpu") is expected
+    assert llm.model.dtype is expected
+
+
+def test_packed_layers_compute_what_nn_linear_computes():
+    from chatbot.fastpath import pack_linears
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch build")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.SiLU(), torch.nn.Linear(32, 8))
+    net = net.to(torch.bfloat16)
+    x = torch.randn(5, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected = net(x).float()
+        packed = pack_linears(net)
+        got = net(x).float()
+    assert packed in (0, 2)
+    assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2)
+
+
+def test_conversion_cache_is_reused(model_cache, llm):
+    first = convert_builtin(model_cache)
+    assert convert_builtin(model_cache) == first
+    assert isinstance(first, Path) and (first / "model.safetensors").is_file()
