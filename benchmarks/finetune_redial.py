@@ -43,7 +43,9 @@ def main() -> int:
     ap.add_argument("--grad-accum", type=int, default=2)
     ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
-    ap.add_argument("--keep", action="store_true", help="resume from --out instead of starting over")
+    ap.add_argument(
+        "--keep", action="store_true", help="resume from --out instead of starting over"
+    )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     opts = ap.parse_args()
     if not DATA.is_dir():
@@ -100,9 +102,7 @@ def main() -> int:
         "epoch_minutes_projected": round(epoch_steps * per_step / 60, 1),
         "train_seconds_with_eval": round(outcome.train_seconds, 1),
         "total_seconds": round(total, 1),
-        "cpu_seconds": round(
-            (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 1
-        ),
+        "cpu_seconds": round((cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime), 1),
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "dev_metrics": rec["dev_metrics"],
     }

@@ -12,7 +12,9 @@ stores one explicitly. Least recently used entries go first once `capacity` entr
 `max_tokens` tokens are held.
 
 Entries hold (key, value) tensors per layer with batch size 1. They are never mutated: a call
-builds its own cache object from them (a copy, expanded to the batch) and appends to that.
+builds its own cache object from them (`growing_cache`: a copy expanded to the batch, in
+buffers with room for the new tokens, so a decoding step writes one position in place where
+transformers' `DynamicCache` re-copies the whole cache) and appends to that.
 The cache belongs to one set of weights: `clear()` it if the weights change.
 """
 
@@ -99,14 +101,14 @@ class PrefixCache:
 
 
 def growing_cache(config: Any, prefix: Prefix | None, batch: int, room: int) -> Any:
-    """A `DynamicCache` whose layers append in place (see `GrowingLayer`), holding a copy of
+    """A `DynamicCache` whose layers append in place (`_GrowingLayer`), holding a copy of
     `prefix` for each of `batch` rows and space for `room` more tokens."""
     from transformers import DynamicCache
 
     cache = DynamicCache(config=config)
     n_layers = len(cache.layers) or config.num_hidden_layers
     base = len(prefix.ids) if prefix else 0
-    cache.layers = [GrowingLayer(base + room) for _ in range(n_layers)]
+    cache.layers = [new_growing_layer(base + room) for _ in range(n_layers)]
     if prefix is not None:
         for layer, (k, v) in zip(cache.layers, prefix.kv, strict=True):
             layer.update(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1))
@@ -162,6 +164,10 @@ def _growing_layer_class() -> type:
             else:
                 super().crop(tokens_to_remove)
 
+        def reset(self) -> None:
+            super().reset()
+            self.length = 0
+
         def _resize(self, batch: int, capacity: int) -> None:
             old_k, old_v = self._k, self._v
             shape_k = (batch, old_k.shape[1], capacity, old_k.shape[3])
@@ -174,11 +180,10 @@ def _growing_layer_class() -> type:
     return _GrowingLayer
 
 
-_LAYER_CLASS: type | None = None
+_LAYER_CLASS: list[type] = []  # defined on first use: importing transformers is heavy
 
 
-def GrowingLayer(capacity: int) -> Any:  # noqa: N802 (a class made on first use: transformers is heavy)
-    global _LAYER_CLASS
-    if _LAYER_CLASS is None:
-        _LAYER_CLASS = _growing_layer_class()
-    return _LAYER_CLASS(capacity)
+def new_growing_layer(capacity: int) -> Any:
+    if not _LAYER_CLASS:
+        _LAYER_CLASS.append(_growing_layer_class())
+    return _LAYER_CLASS[0](capacity)

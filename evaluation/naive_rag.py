@@ -13,6 +13,7 @@ are found by the same title parser and catalog lookup the offline evaluation use
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from operator import itemgetter
@@ -60,6 +61,29 @@ def load_prompt(directory: Path | None = None) -> PromptTemplate:
     if set(template.input_variables) != {"context", "conversation"}:
         raise ConfigError(f"prompt {path} must use exactly {{context}} and {{conversation}}")
     return template
+
+
+_LIST_ITEM = re.compile(r"^\s*(?:[-*•]+|\(?\d{1,2}[.):])\s+(.+)$")
+_TITLE_FIELD = re.compile(r"^\s*(?:\*\*)?(?:movie\s+)?title(?:\*\*)?\s*:\s*(.+)$", re.I)
+_QUOTED = re.compile(r"[\"“*]{1,2}([^\"”*\n]{2,80})[\"”*]{1,2}")
+_TITLE_END = re.compile(r"\s+(?:[-–—(:]|by\s|because\s)|[.,;!?]\s*$")
+_MAX_TITLE_WORDS = 10
+
+
+def named_titles(text: str) -> list[str]:
+    """Titles a free-text answer recommends: list items ("1. Heat (1995) - ..."), "Title: X"
+    fields and quoted or bold names. Other lines ("Genre: crime", prose) name nothing."""
+    found: list[str] = []
+    for line in text.splitlines():
+        m = _LIST_ITEM.match(line) or _TITLE_FIELD.match(line)
+        spans = [m.group(1)] if m else []
+        spans += _QUOTED.findall(line) if not m else []
+        for span in spans:
+            title = _TITLE_END.split(span.strip().strip('*"“” '), maxsplit=1)[0].strip()
+            title = title.strip('*"“” ')
+            if title and len(title.split()) <= _MAX_TITLE_WORDS and title not in found:
+                found.append(title)
+    return found
 
 
 def stuff(docs: list[Document]) -> str:
@@ -111,12 +135,11 @@ class NaiveRAG:
 
     def out_of_catalog(self, text: str) -> tuple[int, int]:
         """(titles the answer names, of those not in the catalog)."""
-        from evaluation.baselines import parse_title_lines
         from evaluation.titles import TitleIndex
 
         if self._titles is None:
             self._titles = TitleIndex(self.store.all_items())
-        names = parse_title_lines(text)
+        names = named_titles(text)
         missing = sum(self._titles.lookup(n, fuzzy=True) is None for n in names)
         return len(names), missing
 

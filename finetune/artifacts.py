@@ -4,6 +4,7 @@
 - `adapter_config.json`: peft config (base model, rank, targets)
 - `recochat_finetune.json`: config used, data hash, seeds, split sizes, dev metrics, timings
 - `loss.png`: train and dev loss per optimizer step
+- `examples/train.jsonl`, `examples/dev.jsonl`: the exact prompt/completion pairs used
 - `checkpoint-N/`: the last and the best checkpoints (for resuming; pruned to two)
 """
 

@@ -226,6 +226,7 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
         len(dev_examples),
     )  # fmt: skip
 
+    write_examples(out / "examples", train_examples, dev_examples)
     device = device_of(settings)
     model, tokenizer = load_trainable(settings, job.train)
     outcome = train(
@@ -246,6 +247,17 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
         outcome.log_history, out / artifacts.LOSS_PLOT, title=f"finetune {out.name}"
     )
     return FinetuneResult(out, record, outcome, train_examples, dev_examples)
+
+
+def write_examples(folder: Path, train: list[Example], dev: list[Example]) -> None:
+    """The exact prompt/completion pairs trained and evaluated on, for inspection."""
+    from dataclasses import asdict
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, examples in (("train", train), ("dev", dev)):
+        with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as fh:
+            for ex in examples:
+                fh.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
 
 
 def build_record(

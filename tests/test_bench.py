@@ -29,3 +29,15 @@ def test_bench_json_report_has_the_contract_keys(demo_home, model_cache, tmp_pat
     assert report["peak_rss_mb"] > 0
     assert json.loads((out / "bench.json").read_text()) == report
     assert (out / "latency.png").stat().st_size > 0
+
+
+def test_naive_out_of_catalog_counts_only_named_titles():
+    from evaluation.naive_rag import named_titles
+
+    answer = (
+        "Title: The Heat Movie (2022)\nGenre: horror, suspense\n"
+        "1. Collateral (2004) - a tense night in L.A.\n2. **Toy Story**\n"
+        'Or try "Paddington", because it is gentle.'
+    )
+    assert named_titles(answer) == ["The Heat Movie", "Collateral", "Toy Story", "Paddington"]
+    assert named_titles("I think you would enjoy something calm tonight.") == []

@@ -109,7 +109,9 @@ def test_examples_are_the_serving_task(recommender, demo_items) -> None:
         rng = random.Random(f"3:{turn.dialog_id}:{turn.turn_id}")
         items, pos, _ = place_gold([c.item for c in prep.candidates], [gold], k, rng)
         assert ex.prompt == recommender.rerank_prompt(prep.conversation, items)
-        assert ex.completion == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[pos[0]] and ex.n_candidates == k
+        # Small genres (12 documentaries) yield fewer than k candidates under the genre filter.
+        assert ex.completion == "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[pos[0]]
+        assert ex.n_candidates == len(items) <= k
         assert f"{ex.completion}. {gold.title}" in ex.prompt
     again, _ = build_examples(turns, recommender, catalog, k=k, seed=3)
     assert again == examples  # seeded: the same examples every run
@@ -207,7 +209,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
     from finetune.train import TrainOptions, load_trainable
 
     settings = _settings(tmp_path, demo_home, model_cache)
-    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 16))
+    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 40))  # 40: dev split non-empty
     out = tmp_path / "run"
 
     def job(steps: int, out: Path = out, init: Path | None = None) -> FinetuneJob:
@@ -237,7 +239,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
     rows = [r for r in trainer.train_dataset if r["input_ids"][: len(prompt_ids)] == prompt_ids]
     assert rows, "the serving prompt's tokens must prefix a training sequence"
     row = rows[0]
-    first_target = row["input_ids"][row["completion_mask"].index(1)]
+    first_target = row["input_ids"][len(prompt_ids)]  # the first completion token
     assert first_target in llm.label_token_ids(list(LABELS))
 
     second = run_job(job(6), settings)
@@ -256,7 +258,10 @@ def test_qlora_train_resume_init_adapter_and_serve(
     lora_trained, lora_fresh = _lora_state(trained), _lora_state(fresh)
     assert lora_trained.keys() == lora_fresh.keys() and len(lora_fresh) == 30 * 7 * 2
     changed = [n for n in lora_fresh if not torch.equal(lora_trained[n].cpu(), lora_fresh[n])]
-    assert len(changed) == len(lora_fresh)
+    # lora_B starts at zero, so every B must move; lora_A only gets gradient once B != 0 and a
+    # few steps in bf16 may leave single A matrices unchanged.
+    lora_b = [n for n in lora_fresh if "lora_B" in n]
+    assert set(lora_b) <= set(changed) and len(changed) > len(lora_b)
     del fresh
 
     # the served model with the adapter scores differently from the base model

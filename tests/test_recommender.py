@@ -107,5 +107,8 @@ def test_redial_catalog_conversation(tmp_path, embedder, llm):
 def test_replayed_context_counts_roles_back_from_the_user(recommender):
     """ReDial logs often open with the bot: the last utterance is always the user's."""
     state = recommender.state_from_context(["Hi! What do you like?", "something like Heat"])
-    assert state.history == [("assistant", "Hi! What do you like?"), ("user", "something like Heat")]
+    assert state.history == [
+        ("assistant", "Hi! What do you like?"),
+        ("user", "something like Heat"),
+    ]
     assert state.liked  # Heat was read as the user's liked title
