@@ -41,6 +41,7 @@ def main() -> int:
     ap.add_argument("--eval-steps", type=int, help="default: twice per run")
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--grad-accum", type=int, default=2)
+    ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: auto")
     ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
     ap.add_argument(
@@ -67,7 +68,7 @@ def main() -> int:
     settings = load_settings({"home": str(opts.home)})
     train = TrainOptions(
         out=opts.out, max_steps=opts.max_steps, epochs=1.0, eval_steps=opts.eval_steps,
-        batch_size=opts.batch_size, grad_accum=opts.grad_accum,
+        batch_size=opts.batch_size, grad_accum=opts.grad_accum, bf16=opts.bf16,
     )  # fmt: skip
     job = FinetuneJob(
         dialogues=DATA / "valid_data_processed.jsonl", train=train, fmt="redial",
@@ -88,6 +89,7 @@ def main() -> int:
     per_step = 1.0 / outcome.steps_per_second if outcome.steps_per_second else math.nan
     figures = {
         "device": outcome.device,
+        "bf16": outcome.trainer.args.bf16 if outcome.trainer is not None else None,
         "torch_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "n_train_examples": n_train,

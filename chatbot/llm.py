@@ -234,11 +234,20 @@ class LLM:
 
     def cache_prefix(self, text: str) -> int:
         """Run `text` (a static prompt head) once and keep its keys/values; returns its tokens."""
+        return self._cache_ids(self._encode(text))
+
+    def cache_head(self, marked_prompt: str, marker: str) -> int:
+        """Cache the static head of a prompt template: `marked_prompt` is the template rendered
+        with `marker` in its first variable. The head's last token is left out (it may merge
+        with the text that follows), so real prompts always start with the cached ids."""
+        head = marked_prompt.split(marker, 1)[0]
+        return self._cache_ids(self._encode(head)[:-1])
+
+    def _cache_ids(self, ids: list[int]) -> int:
         import torch
 
-        if self.prefix_cache is None:
+        if self.prefix_cache is None or not ids:
             return 0
-        ids = self._encode(text)
         with self.lock, torch.inference_mode():
             hit = self.prefix_cache.longest(ids)
             if hit is None or len(hit.ids) < len(ids):

@@ -19,7 +19,7 @@ from chatbot.config import Settings
 from chatbot.constraints import CatalogSchema
 from chatbot.errors import InputError, NotIndexedError
 from chatbot.mentions import TitleIndex
-from chatbot.reasons import generate_reasons
+from chatbot.reasons import generate_reasons, reason_prompt
 from chatbot.rerank import format_conversation, rerank, rerank_user_text
 from chatbot.state import DialogueState
 from chatbot.templates import render
@@ -275,6 +275,16 @@ class Recommender:
             reply="", recommendations=recs, timings_ms=clock.total(), counters=counters
         )
 
+    def cache_prompt_heads(self) -> int:
+        """Run the static head of the rerank and reason prompts once and keep their keys/values
+        in the LLM's prefix cache; every prompt is then split at the same point. Returns tokens."""
+        mark = "\x00head\x00"
+        blank = Item(item_id="", title=mark, text="")
+        reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
+        return self.llm.cache_head(self.rerank_prompt(mark, []), mark) + self.llm.cache_head(
+            reason, mark
+        )
+
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
         p = self.settings.prompts
         user_text = rerank_user_text(conversation, items, filename=p.rerank, directory=p.dir)
@@ -377,4 +387,6 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
     if collab is None and settings.collab_path.is_file():
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)
-    return Recommender(settings, store, llm, collab)
+    recommender = Recommender(settings, store, llm, collab)
+    recommender.cache_prompt_heads()
+    return recommender

@@ -64,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-dev-examples", type=int, default=256, help="cap on dev examples (0 = all)"
     )
     p.add_argument(
+        "--lora-layers",
+        type=int,
+        default=8,
+        help="LoRA on the top N decoder layers (0 = all; ignored with --init-adapter)",
+    )
+    p.add_argument(
         "--bf16",
         action=argparse.BooleanOptionalAction,
         help="bf16 autocast (default: on for CUDA with bf16 and CPUs with AVX512-BF16)",
@@ -99,6 +105,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         grad_accum=args.grad_accum,
         init_adapter=args.init_adapter,
+        lora_layers=args.lora_layers,
         bf16=args.bf16,
         progress=args.progress,
     )

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import platform
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,17 +74,18 @@ def cap_by_dialogue(turns: list[RecTurn], limit: int, seed: int) -> list[RecTurn
     """At most `limit` turns, taken as whole dialogues in a seeded order (0 = all)."""
     if limit <= 0 or len(turns) <= limit:
         return turns
-    key = {
-        t.dialog_id: hashlib.sha256(f"dev:{seed}:{t.dialog_id}".encode()).hexdigest() for t in turns
-    }
+    sizes = Counter(t.dialog_id for t in turns)
+
+    def order(dialog_id: str) -> str:
+        return hashlib.sha256(f"dev:{seed}:{dialog_id}".encode()).hexdigest()
+
     keep: set[str] = set()
     count = 0
-    for dialog_id in sorted(key, key=key.__getitem__):
-        n = sum(t.dialog_id == dialog_id for t in turns)
-        if count + n > limit and keep:
+    for dialog_id in sorted(sizes, key=order):
+        if count + sizes[dialog_id] > limit and keep:
             break
         keep.add(dialog_id)
-        count += n
+        count += sizes[dialog_id]
     return [t for t in turns if t.dialog_id in keep]
 
 
@@ -260,6 +262,15 @@ def write_examples(folder: Path, train: list[Example], dev: list[Example]) -> No
                 fh.write(json.dumps(asdict(ex), ensure_ascii=False) + "\n")
 
 
+def lora_settings(job: FinetuneJob, outcome: TrainOutcome) -> Any:
+    """The LoRA config the trained model carries (that of `--init-adapter` when continued)."""
+    from finetune.train import lora_config
+
+    model = outcome.trainer.model if outcome.trainer is not None else None
+    peft_config = getattr(model, "peft_config", None)
+    return peft_config["default"] if peft_config else lora_config(job.train)
+
+
 def build_record(
     job: FinetuneJob,
     settings: Settings,
@@ -276,8 +287,6 @@ def build_record(
     import transformers
     import trl
 
-    from finetune.train import lora_config
-
     sft = outcome.trainer.args.to_dict() if outcome.trainer is not None else {}
     return {
         "base_model": settings.llm.model,
@@ -285,7 +294,9 @@ def build_record(
         "config": {
             "train": job.train.to_dict(),
             "lora": {
-                k: v for k, v in lora_config(job.train).to_dict().items() if not k.startswith("_")
+                k: v
+                for k, v in lora_settings(job, outcome).to_dict().items()
+                if not k.startswith("_")
             },
             "quantization": "4-bit NF4, double quant, bf16 compute (bitsandbytes)",
             "sft": sft,

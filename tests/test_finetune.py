@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -196,10 +197,6 @@ def _lora_state(model) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="not re-verified end to end after the last trainer change; see closing note",
-)
 def test_qlora_train_resume_init_adapter_and_serve(
     tmp_path, demo_home, model_cache, demo_items, llm
 ):
@@ -238,6 +235,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
     assert rec["split"]["seed"] == 0 and rec["seed"] == 0 and rec["base_model"]
     assert {"eval_loss", "rerank_hit@1"} <= set(rec["dev_metrics"])
     assert rec["config"]["lora"]["r"] == 16 and rec["config"]["lora"]["lora_alpha"] == 32
+    assert rec["config"]["lora"]["layers_to_transform"] == list(range(22, 30))  # top 8 of 30
 
     # serving-time tokenization: no BOS or template drift between training and serving
     trainer = first.outcome.trainer
@@ -253,7 +251,14 @@ def test_qlora_train_resume_init_adapter_and_serve(
     assert second.outcome.global_step == 4
     history = second.outcome.log_history
     losses = [e["loss"] for e in history if "loss" in e]
-    assert len(losses) == 4 and losses[-1] < losses[0], losses
+    assert len(losses) == 4 and all(math.isfinite(x) for x in losses), losses
+    # training lowered the loss on the training examples (the step-0 model is the base model:
+    # LoRA B starts at zero), measured on the same examples, not on noisy 2-example batches
+    tuned = second.outcome.trainer
+    after_loss = tuned.evaluate(tuned.train_dataset)["eval_loss"]
+    with tuned.model.disable_adapter():
+        before_loss = tuned.evaluate(tuned.train_dataset)["eval_loss"]
+    assert after_loss < before_loss - 0.1, (before_loss, after_loss)
     evals = {e["step"]: e["eval_loss"] for e in history if "eval_loss" in e}
     assert set(evals) == {2, 4}  # dev split evaluated every --eval-steps
     best_step = min(evals, key=evals.__getitem__)
@@ -263,7 +268,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
     # the saved adapter: every lora_B moved off its zero init
     saved = load_file(str(out / "adapter_model.safetensors"))
     lora_b = [n for n in saved if "lora_B" in n]
-    assert len(saved) == 30 * 7 * 2 and all(saved[n].abs().sum() > 0 for n in lora_b)
+    assert len(saved) == 8 * 7 * 2 and all(saved[n].abs().sum() > 0 for n in lora_b)
 
     # 3. --init-adapter loads that adapter as trainable; the base weights never changed
     init_job = job(2, out=tmp_path / "continued", init=out)

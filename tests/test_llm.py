@@ -41,7 +41,7 @@ def rerank_prompt(llm: LLM, conversation: str) -> str:
 
 def test_label_logprobs_are_a_distribution_and_the_prefix_cache_changes_nothing(llm, model_cache):
     labels = list(LABELS[: len(ITEMS)])
-    cached = LLM(llm.model, llm.tokenizer)  # its own, empty prefix cache
+    cached = LLM(llm.model, llm.tokenizer, prefix_cache=PrefixCache(learn=True))  # its own, empty
     for conversation in ("User: I loved Heat", "User: something for the kids"):
         cached.label_logprobs(rerank_prompt(llm, conversation), labels)
     assert len(cached.prefix_cache) == 1  # the shared header, learned from two prompts
@@ -156,7 +156,7 @@ def test_invalid_adapter_dir_is_refused_before_loading(tmp_path, model_cache):
 
 
 def test_prefix_cache_keeps_the_longest_match_and_evicts_least_recent():
-    cache = PrefixCache(capacity=2, min_tokens=2)
+    cache = PrefixCache(capacity=2, min_tokens=2, learn=True)
     kv = ((torch.zeros(1), torch.zeros(1)),)
     cache.put(Prefix((1, 2), kv))
     cache.put(Prefix((1, 2, 3, 4), kv))
