@@ -160,6 +160,7 @@ def _device(settings: LLMSettings) -> str:
     return settings.device
 
 
+SENTENCE_END = (".", "!", "?")
 REPETITION_PENALTY = 1.1
 NO_REPEAT_NGRAM = 3
 
@@ -276,13 +277,21 @@ class LLM:
         *,
         stop: str | None = "\n",
         allowed_tokens: list[set[int]] | None = None,
+        one_sentence: bool = False,
     ) -> list[str]:
         """Greedy, batched generation; returns the new text of each prompt (cut at `stop`).
 
         `allowed_tokens[i]` restricts prompt i to those token ids (lexically constrained
-        decoding): the output can only reuse words it was given.
+        decoding): the output can only reuse words it was given. `one_sentence` ends a row at
+        its first sentence end (., ! or ?), kept in the text.
         """
-        ids = self.generate_ids(prompts, max_new_tokens, stop=stop, allowed_tokens=allowed_tokens)
+        ids = self.generate_ids(
+            prompts,
+            max_new_tokens,
+            stop=stop,
+            allowed_tokens=allowed_tokens,
+            one_sentence=one_sentence,
+        )
         texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
         if stop:
             texts = [t.strip().split(stop)[0].strip() for t in texts]
@@ -295,12 +304,14 @@ class LLM:
         *,
         stop: str | None = "\n",
         allowed_tokens: list[set[int]] | None = None,
+        one_sentence: bool = False,
     ) -> list[list[int]]:
         """The new token ids of each prompt (end-of-sequence excluded).
 
         Greedy with repetition penalty 1.1 and no repeated 3-gram over prompt + output, as
-        `transformers`' `generate` does them. A row stops at end-of-sequence or as soon as its
-        text contains `stop`; the batch stops when every row has. With `allowed_tokens`, only
+        `transformers`' `generate` does them. A row stops at end-of-sequence, as soon as its
+        text contains `stop`, or (`one_sentence`) ends a sentence; the batch stops when every
+        row has. With `allowed_tokens`, only
         the output-layer rows of allowed ids are computed.
         """
         import torch
@@ -367,7 +378,8 @@ class LLM:
                     seen[b, c] = True
                     _ngram_add(ngrams[b], history[b])
                     feed.append(token)
-                    if stop and stop in self.tokenizer.decode(out[b]).strip():
+                    text = self.tokenizer.decode(out[b]).strip()
+                    if (stop and stop in text) or (one_sentence and text.endswith(SENTENCE_END)):
                         finished[b] = True
                 if all(finished) or step == max_new_tokens - 1:
                     break

@@ -101,7 +101,8 @@ def generate_reasons(
     sources = [reason_sources(it, user_words, directory) for it in items]
     allowed = [llm.vocabulary_of(src) for src in sources]
     texts = [
-        _first_sentence(t) for t in llm.generate(prompts, max_new_tokens, allowed_tokens=allowed)
+        _first_sentence(t)
+        for t in llm.generate(prompts, max_new_tokens, allowed_tokens=allowed, one_sentence=True)
     ]
     out: list[Reason] = []
     titles = [it.title for it in items]

@@ -75,6 +75,17 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help=f"Comma-separated systems from: {', '.join(SYSTEMS)}.",
     )
     p.add_argument("--adapter", type=Path, help="LoRA adapter dir for the LLM (full, naive-llm).")
+    p.add_argument(
+        "--rerank-prior",
+        type=float,
+        help="Weight of the retrieval-rank prior in the LLM rerank (default: llm.rerank_prior).",
+    )
+    p.add_argument(
+        "--reasons",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Generate and check reasons on the full system (--no-reasons: ranking only, faster).",
+    )
     p.add_argument("--out", required=True, type=Path, help="Output dir for the report.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=run_eval)
@@ -139,10 +150,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit is not None and args.limit < 1:
         raise EvalArgsError("--limit must be at least 1")
 
-    base = load_settings({"llm.adapter": args.adapter})
+    knobs = {
+        "llm.adapter": args.adapter,
+        "llm.rerank_prior": args.rerank_prior,
+        "reasons": args.reasons,
+    }
+    base = load_settings(knobs)
     fmap = field_map(base)
     collection = catalog_key(args.catalog, args.catalog_format, fmap, base.retrieval.embedder)
-    settings = load_settings({"llm.adapter": args.adapter, "retrieval.collection": collection})
+    settings = load_settings({**knobs, "retrieval.collection": collection})
 
     out_dir = Path(args.out)
     catalog = load_catalog(
@@ -226,6 +242,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "k_eval": K_EVAL,
         "llm": settings.llm.model,
         "adapter": str(args.adapter) if args.adapter else None,
+        "rerank_prior": settings.llm.rerank_prior,
+        "reasons": settings.reasons,
         "embedder": settings.retrieval.embedder,
         "k_candidates": settings.retrieval.k_candidates,
         "k_final": settings.retrieval.k_final,

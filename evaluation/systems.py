@@ -56,7 +56,7 @@ class RecommenderSystem:
                 k=self.k,
                 use_llm=self.use_llm,
                 # Reasons do not change the ranking: generate them on the scored (novel) pass only.
-                reasons=self.use_llm and exclude_mentioned,
+                reasons=self.use_llm and exclude_mentioned and self.rec.settings.reasons,
                 exclude_mentioned=exclude_mentioned,
             )
             wall = (time.perf_counter() - t0) * 1000

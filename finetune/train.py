@@ -244,7 +244,6 @@ def train(
 ) -> TrainOutcome:
     """Run (or resume) training; the best adapter by dev loss is in `model` afterwards."""
     from datasets import Dataset
-    from transformers.trainer_utils import get_last_checkpoint
 
     from finetune.loss import completion_trainer
 
@@ -262,7 +261,7 @@ def train(
         processing_class=tokenizer,
         callbacks=[clock],
     )
-    last = get_last_checkpoint(str(opts.out)) if opts.out.is_dir() else None
+    last = last_complete_checkpoint(opts.out)
     if last:
         log.info("resuming from %s", last)
     start = time.perf_counter()
@@ -283,6 +282,17 @@ def train(
         device=device,
         trainer=trainer,
     )
+
+
+def last_complete_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint in `out` whose save finished. The Trainer writes
+    `trainer_state.json` last, so a checkpoint cut short by a kill lacks it and is skipped."""
+    done = [
+        (step, d)
+        for d in (out.glob("checkpoint-*") if out.is_dir() else [])
+        if (step := _checkpoint_step(str(d))) is not None and (d / "trainer_state.json").is_file()
+    ]
+    return str(max(done)[1]) if done else None
 
 
 def best_eval(state: Any) -> dict[str, float]:

@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 
 INTERNAL_KEYS = ("title", "content_hash")  # stored in Chroma metadata, stripped on the way out
 _POINTER_ID = "active"
-_EMBED_BATCH = 64
+_EMBED_BATCH = 512  # items embedded and written per Chroma call
 _IO_BATCH = 1000
 _SPACE: Any = {"hnsw": {"space": "cosine"}}
 T = TypeVar("T")

@@ -11,6 +11,7 @@ from retrieval.embeddings import load_embedder
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `recochat` sets it, before torch loads
 
 
 @pytest.fixture(autouse=True)

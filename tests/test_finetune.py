@@ -299,3 +299,84 @@ def test_qlora_train_resume_init_adapter_and_serve(
     after = load_file(str(tmp_path / "continued" / "adapter_model.safetensors"))
     assert after.keys() == saved.keys()
     assert any(not torch.equal(after[n], saved[n]) for n in saved)
+
+
+@pytest.mark.slow
+def test_training_killed_mid_run_resumes_from_its_last_checkpoint(
+    tmp_path, demo_home, model_cache, demo_items
+):
+    """`python -m finetune` SIGKILLed after a checkpoint; the same command resumes from it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from finetune.artifacts import RECORD
+    from finetune.train import last_complete_checkpoint
+
+    home = _settings(tmp_path, demo_home, model_cache).home
+    env = {
+        **os.environ,
+        "RECOCHAT_HOME": str(home),
+        "RECOCHAT_RETRIEVAL__CHROMA": str(demo_home / "chroma"),
+        "RECOCHAT_RETRIEVAL__K_CANDIDATES": "8",
+    }
+    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 40))
+    out = tmp_path / "run"
+
+    def command(steps: int) -> list[str]:
+        return [
+            sys.executable, "-m", "finetune", "--dialogues", str(path), "--max-steps", str(steps),
+            "--eval-steps", "2", "--batch-size", "2", "--grad-accum", "1", "--lr", "2e-3",
+            "--reason-fraction", "0", "--dev-rerank-limit", "0", "--max-dev-examples", "4",
+            "--no-progress", "-v", "--out", str(out),
+        ]  # fmt: skip
+
+    log = (tmp_path / "first.log").open("w")
+    proc = subprocess.Popen(command(400), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 600
+    while last_complete_checkpoint(out) is None and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint within 10 minutes"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, (tmp_path / "first.log").read_text()[-2000:]
+    assert not (out / RECORD).exists()  # killed mid-run: no finished adapter yet
+
+    last = last_complete_checkpoint(out)
+    step = int(last.rsplit("-", 1)[1])
+    assert 2 <= step < 400
+    again = subprocess.run(
+        command(step + 2), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming from {last}" in again.stderr
+    rec = json.loads((out / RECORD).read_text())
+    assert rec["training"]["global_step"] == step + 2
+    assert rec["training"]["resumed_from"] == last
+
+
+def test_completion_loss_equals_the_full_causal_lm_loss(model_cache) -> None:
+    """Logits only at completion positions give exactly the loss of the full LM head."""
+    import torch
+
+    from chatbot.llm import load_base_model
+    from finetune.loss import completion_loss, completion_positions
+
+    model, tok = load_base_model(LLMSettings(dtype="float32"), model_cache)
+    pairs = [("Pick one: A or B? Answer:", " B<|im_end|>"), ("Which letter?", " C D<|im_end|>")]
+    rows = [tok(p + c, add_special_tokens=False)["input_ids"] for p, c in pairs]
+    width = max(map(len, rows))
+    ids = torch.tensor([r + [tok.pad_token_id] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    labels = torch.full_like(ids, -100)
+    for b, (p, _c) in enumerate(pairs):
+        start = len(tok(p, add_special_tokens=False)["input_ids"])
+        labels[b, start : len(rows[b])] = ids[b, start : len(rows[b])]
+    inputs = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    with torch.no_grad():
+        full = model(**inputs).loss
+        ours, logits, target = completion_loss(model, dict(inputs))
+    assert ours.item() == pytest.approx(full.item(), rel=1e-4)
+    assert logits.shape[1] == len(completion_positions(labels)) < width - 1
+    assert int((target != -100).sum()) == int((labels != -100).sum())

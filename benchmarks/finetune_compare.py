@@ -1,0 +1,76 @@
+"""Fine-tuned vs untuned reranker vs retrieval alone, on held-out ReDial dialogues.
+
+    RECOCHAT_CONFIG=configs/redial.toml python benchmarks/finetune_compare.py \
+        --adapter runs/finetune/redial --split test --limit 0
+
+Three systems on the same turns, ranking only (no reasons): `retrieval` (the fused retrieval
+order), `full` with the default model (the untuned LLM reranks the top `k_candidates`), `full`
+with `--adapter`. `valid_data_processed.jsonl` is split by dialogue exactly as in training
+(`split_of`, seed 0): the adapter saw only the train split, chose its checkpoint on dev, and
+never read the test split. Choose `--rerank-prior` on `--split dev`, report on `--split test`.
+Prints one markdown table with both protocols (novel and raw, see the README) and writes the
+reports to runs/eval/ft-<split>-{base,tuned}/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from eval_common import DATA, ROOT, main  # noqa: E402
+
+METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")
+
+
+def run(split: str, limit: int, out: Path, systems: str, extra: list[str]) -> dict:
+    argv = [
+        "--split", split, "--limit", str(limit), "--systems", systems,
+        "--no-reasons", "--out", str(out), *extra,
+    ]  # fmt: skip
+    dataset = [
+        "--catalog", str(DATA / "redial/id2info.json"), "--catalog-format", "redial",
+        "--dialogues", str(DATA / "redial/valid_data_processed.jsonl"),
+        "--format", "redial", "--train-split",
+    ]  # fmt: skip
+    if main("redial", dataset, default_split="test", argv=argv) != 0:
+        raise SystemExit(f"error: evaluation into {out} failed")
+    return json.loads((out / "report.json").read_text())
+
+
+def row(name: str, s: dict) -> str:
+    cells = [f"{s[p][m]:.3f}" for p in ("novel", "raw") for m in METRICS]
+    return f"| {name} | " + " | ".join(cells) + f" | {s['out_of_catalog_rate']:.3f} |"
+
+
+def main_compare() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--adapter", required=True, help="adapter dir from `recochat finetune`")
+    ap.add_argument("--split", default="test", choices=("dev", "test"))
+    ap.add_argument("--limit", type=int, default=0, help="0 = every turn of the split")
+    ap.add_argument("--rerank-prior", type=float, help="default: llm.rerank_prior")
+    opts = ap.parse_args()
+    prior = [] if opts.rerank_prior is None else ["--rerank-prior", str(opts.rerank_prior)]
+    base_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-base"
+    tuned_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-tuned"
+    base = run(opts.split, opts.limit, base_dir, "retrieval,full", prior)
+    tuned = run(opts.split, opts.limit, tuned_dir, "full", [*prior, "--adapter", opts.adapter])
+    head = " | ".join(f"{p} {m}" for p in ("novel", "raw") for m in METRICS)
+    print(f"| system | {head} | out of catalog |")
+    print("|---|" + "---:|" * (2 * len(METRICS) + 1))
+    print(row("retrieval only", base["retrieval"]))
+    print(row("LLM rerank, untuned", base["full"]))
+    print(row("LLM rerank, fine-tuned", tuned["full"]))
+    d, c = tuned["dialogues"], tuned["config"]
+    print(
+        f"\n{d['turns']} turns ({d['novel_turns']} with novel gold) from {d['dialogues']} "
+        f"{opts.split} dialogues; k_candidates {c['k_candidates']}, rerank prior "
+        f"{c['rerank_prior']}, adapter {opts.adapter}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main_compare())
