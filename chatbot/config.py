@@ -45,7 +45,10 @@ class LLMSettings(BaseModel):
         False,
         description="Allow model repos to run their own Python code. Off unless you trust it.",
     )
-    max_reason_tokens: int = Field(32, description="Token budget of one generated reason.")
+    max_reason_tokens: int = Field(
+        24,
+        description="Token budget of one generated reason (a cut reason ends at its last comma).",
+    )
     rerank_mode: Literal["logits", "generate"] = Field(
         "logits",
         description="'logits': rank by next-token letter probabilities (one forward pass); "

@@ -100,6 +100,7 @@ class Recommender:
         self._index: TitleIndex | None = None
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
+        self._heads_cached = False
         r = settings.retrieval
         self.weights = FusionWeights(
             dense=r.dense_weight,
@@ -277,13 +278,20 @@ class Recommender:
 
     def cache_prompt_heads(self) -> int:
         """Run the static head of the rerank and reason prompts once and keep their keys/values
-        in the LLM's prefix cache; every prompt is then split at the same point. Returns tokens."""
+        in the LLM's prefix cache; every prompt is then split at the same point. Returns tokens.
+        Called once, before the first LLM call (`_ensure_heads`)."""
         mark = "\x00head\x00"
         blank = Item(item_id="", title=mark, text="")
         reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
         return self.llm.cache_head(self.rerank_prompt(mark, []), mark) + self.llm.cache_head(
             reason, mark
         )
+
+    def _ensure_heads(self) -> None:
+        with self._lock:
+            if not self._heads_cached and self.llm is not None:
+                self.cache_prompt_heads()
+                self._heads_cached = True
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
         p = self.settings.prompts
@@ -308,6 +316,7 @@ class Recommender:
         return Prepared(state, format_conversation(state.history), cands, state.user_words())
 
     def _rerank(self, prep: Prepared, clock: _Clock) -> tuple[list[int], dict[str, int]]:
+        self._ensure_heads()
         items = [c.item for c in prep.candidates]
         prompt = self.rerank_prompt(prep.conversation, items)
         clock.lap("rerank_prompt")
@@ -388,5 +397,5 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)
     recommender = Recommender(settings, store, llm, collab)
-    recommender.cache_prompt_heads()
+    recommender._ensure_heads()  # warm: the first turn does not pay for it
     return recommender
