@@ -93,7 +93,7 @@ def load_tokenizer(settings: Settings) -> Any:
     """The training model's tokenizer (its chat template renders the prompts)."""
     from transformers import AutoTokenizer
 
-    from chatbot.llm import resolve_model_dir
+    from chatbot.model_files import resolve_model_dir
 
     source = resolve_model_dir(settings.llm.model, settings.model_cache)
     return AutoTokenizer.from_pretrained(source, trust_remote_code=settings.llm.trust_remote_code)

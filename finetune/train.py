@@ -1,6 +1,6 @@
 """QLoRA training of the reranker LLM: 4-bit NF4 base, LoRA adapters, trl's SFTTrainer.
 
-The base model is loaded by `chatbot.llm.load_base_model(for_training=True)` (NF4, double
+The base model is loaded by `chatbot.model_files.load_base_model(for_training=True)` (NF4, double
 quant, bf16 compute), prepared with `peft.prepare_model_for_kbit_training`, and given fresh
 LoRA adapters (or those of `init_adapter`, trainable). Examples are prompt/completion pairs,
 so the loss covers the completion only. The dev split is evaluated every `eval_steps`, a
@@ -113,7 +113,7 @@ def load_trainable(settings: Settings, opts: TrainOptions) -> tuple[Any, Any]:
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
-    from chatbot.llm import load_base_model, validate_adapter_dir
+    from chatbot.model_files import load_base_model, validate_adapter_dir
 
     set_seed(opts.seed)  # LoRA A matrices are randomly initialised
     model, tokenizer = load_base_model(settings.llm, settings.model_cache, for_training=True)

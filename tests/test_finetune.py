@@ -360,7 +360,7 @@ def test_completion_loss_equals_the_full_causal_lm_loss(model_cache) -> None:
     """Logits only at completion positions give exactly the loss of the full LM head."""
     import torch
 
-    from chatbot.llm import load_base_model
+    from chatbot.model_files import load_base_model
     from finetune.loss import completion_loss, completion_positions
 
     model, tok = load_base_model(LLMSettings(dtype="float32"), model_cache)

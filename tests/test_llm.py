@@ -13,11 +13,10 @@ import torch
 
 from chatbot.config import LLMSettings
 from chatbot.errors import ModelError
-from chatbot.llm import (
-    LLM,
+from chatbot.llm import LLM, load_llm
+from chatbot.model_files import (
     convert_builtin,
     load_base_model,
-    load_llm,
     resolve_model_dir,
     validate_adapter_dir,
 )
