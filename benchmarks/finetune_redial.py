@@ -42,6 +42,8 @@ def main() -> int:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--grad-accum", type=int, default=2)
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: auto")
+    ap.add_argument("--lr", type=float, default=2e-4, help="learning rate")
+    ap.add_argument("--lora-layers", type=int, default=8, help="top N layers get LoRA (0 = all)")
     ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
     ap.add_argument(
@@ -69,6 +71,7 @@ def main() -> int:
     train = TrainOptions(
         out=opts.out, max_steps=opts.max_steps, epochs=1.0, eval_steps=opts.eval_steps,
         batch_size=opts.batch_size, grad_accum=opts.grad_accum, bf16=opts.bf16,
+        learning_rate=opts.lr, lora_layers=opts.lora_layers,
     )  # fmt: skip
     job = FinetuneJob(
         dialogues=DATA / "valid_data_processed.jsonl", train=train, fmt="redial",
@@ -96,6 +99,8 @@ def main() -> int:
         "n_dev_examples": rec["n_dev"],
         "mean_tokens_per_example": round(mean_tokens, 1),
         "batch": f"{opts.batch_size} x {opts.grad_accum} accumulation",
+        "learning_rate": opts.lr,
+        "lora_layers": opts.lora_layers,
         "steps_per_epoch": epoch_steps,
         "steps_run": outcome.global_step,
         "steps_per_second": round(outcome.steps_per_second, 4),
