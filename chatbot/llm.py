@@ -342,14 +342,6 @@ class LLM:
             done = len(hit.ids) if hit else 0
         cached = done * len(rows)
         cache = self._new_cache(hit, 1, room=max(map(len, rows)) - done + new_tokens)
-        if pc is not None:
-            keep = pc.worth_storing(shared, done)
-            if keep:
-                self._forward(shared[done:keep], cache)
-                pc.put(Prefix(tuple(shared[:keep]), _kv_of(cache)))
-                done = keep
-            for r in rows:
-                pc.remember(r)
         self.stats.cached_tokens += cached
         self.stats.prompt_tokens += sum(len(r) for r in rows) - cached
         if len(rows) == 1:

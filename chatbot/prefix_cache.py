@@ -5,14 +5,12 @@ Every reranker and reason prompt starts with the same static part (chat template
 only runs the tokens after it. Entries are keyed by token ids, so a hit is exact: a prompt whose
 tokens do not start with an entry's ids never uses it.
 
-Which prefixes are kept: by default only those stored explicitly (`LLM.cache_prefix`, e.g.
-the static head of each prompt template, registered when the recommender is built), so a
+Only prefixes stored explicitly are kept (`LLM.cache_prefix` / `LLM.cache_head`: the static
+head of each prompt template, registered by the recommender before its first LLM call). So a
 prompt is always split at the same point and its scores never depend on other traffic (bf16
-results change slightly with the split point, enough to swap near-tied candidates). With
-`learn=True` the cache also learns: when a prompt shares at least `min_tokens` leading tokens
-with one of the last `history` prompts, that shared part is stored while the prompt runs
-anyway (faster on repeated prompts, but a prompt's split then depends on what ran before).
-Least recently used entries go first once `capacity` entries or `max_tokens` tokens are held.
+results change slightly with the split point, enough to swap near-tied candidates; learning
+shared prefixes from traffic did exactly that). Least recently used entries go first once
+`capacity` entries or `max_tokens` tokens are held.
 
 Entries hold (key, value) tensors per layer with batch size 1. They are never mutated: a call
 builds its own cache object from them (`growing_cache`: a copy expanded to the batch, in
@@ -24,7 +22,7 @@ The cache belongs to one set of weights: `clear()` it if the weights change.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,21 +43,10 @@ def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
 
 
 class PrefixCache:
-    def __init__(
-        self,
-        capacity: int = 8,
-        *,
-        learn: bool = False,
-        min_tokens: int = 16,
-        history: int = 8,
-        max_tokens: int = 8192,
-    ) -> None:
+    def __init__(self, capacity: int = 8, *, max_tokens: int = 8192) -> None:
         self.capacity = capacity
-        self.learn = learn
-        self.min_tokens = min_tokens
         self.max_tokens = max_tokens
         self._entries: OrderedDict[tuple[int, ...], Prefix] = OrderedDict()
-        self._recent: deque[tuple[int, ...]] = deque(maxlen=history)
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -82,20 +69,6 @@ class PrefixCache:
                 self._entries.move_to_end(best.ids)
             return best
 
-    def worth_storing(self, ids: Sequence[int], have: int) -> int:
-        """Length of the prefix of `ids` worth storing (shared with a recent prompt), or 0."""
-        if not self.learn:
-            return 0
-        with self._lock:
-            shared = max((common_prefix_length(ids, r) for r in self._recent), default=0)
-        return shared if shared - have >= self.min_tokens else 0
-
-    def remember(self, ids: Sequence[int]) -> None:
-        if not self.learn:
-            return
-        with self._lock:
-            self._recent.append(tuple(ids))
-
     def put(self, prefix: Prefix) -> None:
         if len(prefix.ids) > self.max_tokens:
             return
@@ -108,7 +81,6 @@ class PrefixCache:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
-            self._recent.clear()
 
     def _held(self) -> int:
         return sum(len(k) for k in self._entries)

@@ -276,22 +276,21 @@ class Recommender:
             reply="", recommendations=recs, timings_ms=clock.total(), counters=counters
         )
 
-    def cache_prompt_heads(self) -> int:
-        """Run the static head of the rerank and reason prompts once and keep their keys/values
-        in the LLM's prefix cache; every prompt is then split at the same point. Returns tokens.
-        Called once, before the first LLM call (`_ensure_heads`)."""
-        mark = "\x00head\x00"
-        blank = Item(item_id="", title=mark, text="")
-        reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
-        return self.llm.cache_head(self.rerank_prompt(mark, []), mark) + self.llm.cache_head(
-            reason, mark
-        )
-
-    def _ensure_heads(self) -> None:
+    def cache_prompt_heads(self) -> None:
+        """Once per recommender, before its first LLM call: run the static head of the rerank
+        and reason prompts and keep their keys/values in the LLM's prefix cache, so every
+        prompt is split at the same point."""
+        if self._heads_cached or self.llm is None:
+            return
         with self._lock:
-            if not self._heads_cached and self.llm is not None:
-                self.cache_prompt_heads()
-                self._heads_cached = True
+            if self._heads_cached:
+                return
+            mark = "\x00head\x00"
+            blank = Item(item_id="", title=mark, text="")
+            reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
+            self.llm.cache_head(self.rerank_prompt(mark, []), mark)
+            self.llm.cache_head(reason, mark)
+            self._heads_cached = True
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
         p = self.settings.prompts
@@ -316,7 +315,7 @@ class Recommender:
         return Prepared(state, format_conversation(state.history), cands, state.user_words())
 
     def _rerank(self, prep: Prepared, clock: _Clock) -> tuple[list[int], dict[str, int]]:
-        self._ensure_heads()
+        self.cache_prompt_heads()
         items = [c.item for c in prep.candidates]
         prompt = self.rerank_prompt(prep.conversation, items)
         clock.lap("rerank_prompt")
@@ -397,5 +396,5 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)
     recommender = Recommender(settings, store, llm, collab)
-    recommender._ensure_heads()  # warm: the first turn does not pay for it
+    recommender.cache_prompt_heads()  # warm: the first turn does not pay for it
     return recommender

@@ -40,14 +40,16 @@ def rerank_prompt(llm: LLM, conversation: str) -> str:
 
 def test_label_logprobs_are_a_distribution_and_the_prefix_cache_changes_nothing(llm, model_cache):
     labels = list(LABELS[: len(ITEMS)])
-    cached = LLM(llm.model, llm.tokenizer, prefix_cache=PrefixCache(learn=True))  # its own, empty
-    for conversation in ("User: I loved Heat", "User: something for the kids"):
-        cached.label_logprobs(rerank_prompt(llm, conversation), labels)
-    assert len(cached.prefix_cache) == 1  # the shared header, learned from two prompts
-    before = cached.stats.cached_tokens
+    cached = LLM(llm.model, llm.tokenizer)  # its own, empty prefix cache
+    mark = "\x00"
+    assert cached.cache_head(rerank_prompt(llm, mark), mark) > 10  # the rerank prompt's head
     prompt = rerank_prompt(llm, "User: a tense crime film at night")
     got = cached.label_logprobs(prompt, labels)
-    assert cached.stats.cached_tokens > before
+    assert cached.stats.cached_tokens > 10
+    for conversation in ("User: I loved Heat", "User: something for the kids"):
+        cached.label_logprobs(rerank_prompt(llm, conversation), labels)
+    assert len(cached.prefix_cache) == 1  # nothing learned from traffic
+    assert cached.label_logprobs(prompt, labels) == got  # so other prompts change no score
 
     # Reference: a plain transformers forward of the whole prompt, unpacked, no cache.
     ref_model, tok = load_base_model(LLMSettings(), model_cache)
@@ -155,7 +157,7 @@ def test_invalid_adapter_dir_is_refused_before_loading(tmp_path, model_cache):
 
 
 def test_prefix_cache_keeps_the_longest_match_and_evicts_least_recent():
-    cache = PrefixCache(capacity=2, min_tokens=2, learn=True)
+    cache = PrefixCache(capacity=2)
     kv = ((torch.zeros(1), torch.zeros(1)),)
     cache.put(Prefix((1, 2), kv))
     cache.put(Prefix((1, 2, 3, 4), kv))
@@ -164,9 +166,6 @@ def test_prefix_cache_keeps_the_longest_match_and_evicts_least_recent():
     assert cache.longest([7]) is None
     cache.put(Prefix((5, 6), kv))  # evicts (1, 2, 3, 4): (1, 2) was used more recently
     assert cache.longest([1, 2, 3, 4, 5]).ids == (1, 2)
-    cache.remember([1, 2, 3, 4, 8])
-    assert cache.worth_storing([1, 2, 3, 4, 9], have=2) == 4
-    assert cache.worth_storing([1, 2, 3, 9], have=2) == 0  # gains fewer than min_tokens
 
 
 def test_default_dtype_follows_the_hardware(llm):
