@@ -26,6 +26,7 @@ def main(
     ap.add_argument("--adapter", help="LoRA adapter dir from `recochat finetune`")
     ap.add_argument("--no-reasons", action="store_true", help="rank only (no reason generation)")
     ap.add_argument("--rerank-prior", type=float, help="default: llm.rerank_prior")
+    ap.add_argument("--rerank-mode", choices=("logits", "pointwise"), help="default: config")
     ap.add_argument("--out", type=Path, help="default: runs/eval/<dataset>-<split>")
     opts = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -40,6 +41,8 @@ def main(
         argv += ["--no-reasons"]
     if opts.rerank_prior is not None:
         argv += ["--rerank-prior", str(opts.rerank_prior)]
+    if opts.rerank_mode:
+        argv += ["--rerank-mode", opts.rerank_mode]
     if not DATA.is_dir():
         print(f"error: {DATA} not found: the benchmarks read the shared datasets")
         return 2

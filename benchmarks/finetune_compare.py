@@ -51,8 +51,10 @@ def main_compare() -> int:
     ap.add_argument("--split", default="test", choices=("dev", "test"))
     ap.add_argument("--limit", type=int, default=0, help="0 = every turn of the split")
     ap.add_argument("--rerank-prior", type=float, help="default: llm.rerank_prior")
+    ap.add_argument("--rerank-mode", choices=("logits", "pointwise"), help="default: config")
     opts = ap.parse_args()
     prior = [] if opts.rerank_prior is None else ["--rerank-prior", str(opts.rerank_prior)]
+    prior += ["--rerank-mode", opts.rerank_mode] if opts.rerank_mode else []
     base_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-base"
     tuned_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-tuned"
     base = run(opts.split, opts.limit, base_dir, "retrieval,full", prior)
@@ -66,8 +68,8 @@ def main_compare() -> int:
     d, c = tuned["dialogues"], tuned["config"]
     print(
         f"\n{d['turns']} turns ({d['novel_turns']} with novel gold) from {d['dialogues']} "
-        f"{opts.split} dialogues; k_candidates {c['k_candidates']}, rerank prior "
-        f"{c['rerank_prior']}, adapter {opts.adapter}"
+        f"{opts.split} dialogues; k_candidates {c['k_candidates']}, rerank "
+        f"{c.get('rerank_mode', 'logits')} with prior {c['rerank_prior']}, adapter {opts.adapter}"
     )
     return 0
 

@@ -44,6 +44,8 @@ def main() -> int:
     ap.add_argument("--bf16", action=argparse.BooleanOptionalAction, help="default: auto")
     ap.add_argument("--lr", type=float, default=2e-4, help="learning rate")
     ap.add_argument("--lora-layers", type=int, default=8, help="top N layers get LoRA (0 = all)")
+    ap.add_argument("--rerank-mode", choices=["logits", "pointwise"], help="default: config")
+    ap.add_argument("--negatives", type=int, default=3, help="pointwise: negatives per turn")
     ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
     ap.add_argument(
@@ -67,7 +69,7 @@ def main() -> int:
 
     if opts.out.exists() and not opts.keep:
         shutil.rmtree(opts.out)  # a measurement starts from step 0, not from a checkpoint
-    settings = load_settings({"home": str(opts.home)})
+    settings = load_settings({"home": str(opts.home), "llm.rerank_mode": opts.rerank_mode})
     train = TrainOptions(
         out=opts.out, max_steps=opts.max_steps, epochs=1.0, eval_steps=opts.eval_steps,
         batch_size=opts.batch_size, grad_accum=opts.grad_accum, bf16=opts.bf16,
@@ -75,7 +77,7 @@ def main() -> int:
     )  # fmt: skip
     job = FinetuneJob(
         dialogues=DATA / "valid_data_processed.jsonl", train=train, fmt="redial",
-        catalog=DATA / "id2info.json", catalog_format="redial",
+        catalog=DATA / "id2info.json", catalog_format="redial", negatives=opts.negatives,
     )  # fmt: skip
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
@@ -101,6 +103,8 @@ def main() -> int:
         "batch": f"{opts.batch_size} x {opts.grad_accum} accumulation",
         "learning_rate": opts.lr,
         "lora_layers": opts.lora_layers,
+        "rerank_mode": settings.llm.rerank_mode,
+        "negatives": opts.negatives,
         "steps_per_epoch": epoch_steps,
         "steps_run": outcome.global_step,
         "steps_per_second": round(outcome.steps_per_second, 4),

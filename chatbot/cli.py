@@ -35,6 +35,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         const=True,
         help="load the LLM in 4-bit NF4 (bitsandbytes)",
     )
+    g.add_argument(
+        "--rerank-mode",
+        choices=["logits", "generate", "pointwise"],
+        help="LLM reranker: lettered list or one yes/no per candidate",
+    )
     g.add_argument("--k", dest="k_final", type=int, help="recommendations per turn")
     g.add_argument("--diversity", type=float, help="MMR diversity in [0, 1]")
     g.add_argument(
@@ -56,6 +61,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         "llm.model": get("model"),
         "llm.adapter": get("adapter"),
         "llm.load_in_4bit": get("load_in_4bit"),
+        "llm.rerank_mode": get("rerank_mode"),
         "retrieval.k_final": get("k_final"),
         "retrieval.diversity": get("diversity"),
         "reasons": get("reasons"),

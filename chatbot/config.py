@@ -49,10 +49,14 @@ class LLMSettings(BaseModel):
         24,
         description="Token budget of one generated reason (a cut reason ends at its last comma).",
     )
-    rerank_mode: Literal["logits", "generate"] = Field(
-        "logits",
-        description="'logits': rank by next-token letter probabilities (one forward pass); "
-        "'generate': parse a generated letter list, falling back to logits when unparsable.",
+    rerank_mode: Literal["auto", "logits", "generate", "pointwise"] = Field(
+        "auto",
+        description="'auto': the mode the served adapter was trained for (its "
+        "recochat_finetune.json), else 'logits'. "
+        "'logits': rank by next-token letter probabilities (one forward pass); "
+        "'generate': parse a generated letter list, falling back to logits when unparsable; "
+        "'pointwise': one yes/no question per candidate (prompts/score.txt), batched over a "
+        "shared conversation prefix.",
     )
     rerank_prior: float = Field(
         1.0, description="Weight of the retrieval-rank prior fused with the LLM scores.", ge=0
@@ -105,6 +109,7 @@ class PromptSettings(BaseModel):
     dir: Path | None = Field(None, description="Folder of prompt files; default: the bundled ones.")
     rerank: str = Field("rerank.txt", description="Reranker prompt template file.")
     reason: str = Field("reason.txt", description="Reason prompt template file.")
+    score: str = Field("score.txt", description="Pointwise reranker prompt template file.")
 
 
 class ServerSettings(BaseModel):

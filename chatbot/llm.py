@@ -95,13 +95,17 @@ class LLM:
         Only the labels' rows of the output layer are computed, in fp32: bf16 logits are ~1/16
         apart near the top, which would tie close candidates.
         """
+        return self.label_logprobs_rows([prompt], labels)[0]
+
+    def label_logprobs_rows(self, prompts: list[str], labels: list[str]) -> list[list[float]]:
+        """`label_logprobs` of several prompts in one batch; the part they share runs once."""
         import torch
 
         label_ids = self.label_token_ids(labels)
-        ids = self._encode(prompt)
+        rows = [self._encode(p) for p in prompts]
         with self.lock, torch.inference_mode():
-            out, _, _ = self._prefill([ids])
-            chosen = self._scores(out, label_ids, fp32=True)[0]
+            out, _, _ = self._prefill(rows)
+            chosen = self._scores(out, label_ids, fp32=True)
         return torch.log_softmax(chosen, dim=-1).tolist()
 
     def cache_prefix(self, text: str) -> int:

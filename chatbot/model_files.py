@@ -9,6 +9,7 @@ are loaded, and `trust_remote_code` follows the config.
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -86,6 +87,26 @@ def validate_adapter_dir(adapter: Path) -> Path:
     if not (path / "adapter_model.safetensors").is_file():
         raise ModelError(f"adapter dir {adapter} has no adapter_model.safetensors")
     return path
+
+
+ADAPTER_RECORD = "recochat_finetune.json"  # written by `recochat finetune` next to the adapter
+RERANK_MODES = ("logits", "generate", "pointwise")
+
+
+def rerank_mode_of(settings: LLMSettings, default: str = "logits") -> str:
+    """The reranker mode to run: the configured one, or for 'auto' the mode the adapter was
+    trained for (read from its record), else `default`."""
+    if settings.rerank_mode != "auto":
+        return settings.rerank_mode
+    if settings.adapter:
+        try:
+            record = json.loads((Path(settings.adapter) / ADAPTER_RECORD).read_text("utf-8"))
+            mode = record["config"]["llm"]["rerank_mode"]
+        except (OSError, ValueError, KeyError, TypeError):
+            mode = None
+        if mode in RERANK_MODES:
+            return mode
+    return default
 
 
 def bnb_config() -> Any:

@@ -19,8 +19,15 @@ from chatbot.config import Settings
 from chatbot.constraints import CatalogSchema
 from chatbot.errors import InputError, NotIndexedError
 from chatbot.mentions import TitleIndex
+from chatbot.model_files import rerank_mode_of
 from chatbot.reasons import generate_reasons, reason_prompt
-from chatbot.rerank import format_conversation, rerank, rerank_user_text
+from chatbot.rerank import (
+    format_conversation,
+    rerank,
+    rerank_pointwise,
+    rerank_user_text,
+    score_user_text,
+)
 from chatbot.state import DialogueState
 from chatbot.templates import render
 from retrieval.candidates import FusionWeights, generate_candidates
@@ -101,6 +108,7 @@ class Recommender:
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
         self._heads_cached = False
+        self.rerank_mode = rerank_mode_of(settings.llm)
         r = settings.retrieval
         self.weights = FusionWeights(
             dense=r.dense_weight,
@@ -289,12 +297,20 @@ class Recommender:
             blank = Item(item_id="", title=mark, text="")
             reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
             self.llm.cache_head(self.rerank_prompt(mark, []), mark)
+            self.llm.cache_head(self.score_prompt(mark, Candidate(blank, 0.0)), mark)
             self.llm.cache_head(reason, mark)
             self._heads_cached = True
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
         p = self.settings.prompts
         user_text = rerank_user_text(conversation, items, filename=p.rerank, directory=p.dir)
+        return self.llm.chat_prompt(user_text, system=render("system", None, p.dir))
+
+    def score_prompt(self, conversation: str, candidate: Candidate) -> str:
+        p = self.settings.prompts
+        user_text = score_user_text(
+            conversation, candidate.item, candidate.signals, filename=p.score, directory=p.dir
+        )
         return self.llm.chat_prompt(user_text, system=render("system", None, p.dir))
 
     # -- internals -----------------------------------------------------------------------
@@ -317,6 +333,14 @@ class Recommender:
     def _rerank(self, prep: Prepared, clock: _Clock) -> tuple[list[int], dict[str, int]]:
         self.cache_prompt_heads()
         items = [c.item for c in prep.candidates]
+        llm_settings = self.settings.llm
+        mode = self.rerank_mode
+        if mode == "pointwise":
+            prompts = [self.score_prompt(prep.conversation, c) for c in prep.candidates]
+            clock.lap("rerank_prompt")
+            result = rerank_pointwise(self.llm, prompts, prior_weight=llm_settings.rerank_prior)
+            clock.lap("rerank")
+            return result.order, {"rerank_fallback": 0, "reason_fallback": 0}
         prompt = self.rerank_prompt(prep.conversation, items)
         clock.lap("rerank_prompt")
         result = rerank(
@@ -324,7 +348,7 @@ class Recommender:
             prompt,
             len(items),
             prior_weight=self.settings.llm.rerank_prior,
-            mode=self.settings.llm.rerank_mode,
+            mode=mode,
         )
         clock.lap("rerank")
         return result.order, {"rerank_fallback": int(result.fallback), "reason_fallback": 0}

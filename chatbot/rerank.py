@@ -1,22 +1,25 @@
-"""Prompt-templated LLM reranker over lettered candidates.
+"""Prompt-templated LLM rerankers: listwise over lettered candidates, or pointwise yes/no.
 
 The prompt lists candidates as `A. Title (year; genre, genre)`. In `logits` mode one forward
 pass gives the model's next-token distribution over the letters; it is fused with the
 retrieval order (a log-rank prior) into the final ranking. In `generate` mode the model writes
 a letter list that is parsed; anything unparsable falls back to the logits/retrieval order and
-is counted. Either way the output is a permutation of the candidates: nothing outside the
-candidate set can be returned.
+is counted. In `pointwise` mode each candidate gets its own prompt (`prompts/score.txt`: the
+conversation, then one candidate, then a yes/no question; the rows share the conversation's
+keys/values) and is scored by log P(yes) over {yes, no}, fused with the same prior. Every mode's
+output is a permutation of the candidates: nothing outside the candidate set can be returned.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.templates import render
+from retrieval.candidates import RRF_K
 from retrieval.types import Item
 
 LABELS = tuple(chr(ord("A") + i) for i in range(26))
@@ -25,14 +28,30 @@ _YEAR_IN_TITLE = re.compile(r"\(\d{4}\)\s*$")
 _LETTER_LIST = re.compile(r"(?:^|:\s*)([A-Z](?:\s*[,;>]\s*[A-Z])*)\s*(?:$|[.)\n])")
 
 
+SCORE_LABELS = ("yes", "no")  # the pointwise answer; the score is log P(first) over both
+# Retrieval signals shown to the pointwise reranker (`retrieval.candidates.SIGNALS`), in words.
+EVIDENCE = (
+    ("dense", "request"),
+    ("liked", "similar titles"),
+    ("cooc", "co-recommended"),
+    ("popularity", "popular"),
+)
+BUCKETS = (3, 10, 50, 200)
+
+
 def format_candidate(label: str, item: Item) -> str:
+    return f"{label}. {describe(item)}"
+
+
+def describe(item: Item) -> str:
+    """`Title (year; genre, genre)`, as a candidate is shown to the model."""
     details = []
     if item.year and not _YEAR_IN_TITLE.search(item.title):
         details.append(str(item.year))
     if item.genres:
         details.append(", ".join(item.genres[:2]))
     suffix = f" ({'; '.join(details)})" if details else ""
-    return f"{label}. {item.title}{suffix}"
+    return f"{item.title}{suffix}"
 
 
 def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 700) -> str:
@@ -61,6 +80,39 @@ def rerank_user_text(
 ) -> str:
     candidates = "\n".join(format_candidate(LABELS[i], it) for i, it in enumerate(items))
     return render("rerank", filename, directory, conversation=conversation, candidates=candidates)
+
+
+def evidence(signals: Mapping[str, float]) -> str:
+    """The retrieval evidence for a candidate, in words: the rank bucket of each signal.
+
+    'request top 10, similar titles top 3, co-recommended none, popular top 50'
+    """
+    parts = []
+    for name, label in EVIDENCE:
+        score = signals.get(name)
+        rank = round(1.0 / score) - RRF_K if score else None
+        bucket = next((f"top {b}" for b in BUCKETS if rank is not None and rank <= b), "none")
+        parts.append(f"{label} {bucket}")
+    return ", ".join(parts)
+
+
+def score_user_text(
+    conversation: str,
+    item: Item,
+    signals: Mapping[str, float],
+    *,
+    filename: str | None = None,
+    directory: Path | None = None,
+) -> str:
+    return render(
+        "score", filename, directory, conversation=conversation, candidate=describe(item),
+        evidence=evidence(signals),
+    )  # fmt: skip
+
+
+def score_target(good: bool) -> str:
+    """The completion the pointwise reranker is trained to produce."""
+    return SCORE_LABELS[0] if good else SCORE_LABELS[1]
 
 
 def rerank_target(gold_positions: Sequence[int]) -> str:
@@ -114,3 +166,12 @@ def rerank(
         return RerankResult(order=order, scores=scores, fallback=True)
     rest = [i for i in order if i not in parsed]
     return RerankResult(order=parsed + rest, scores=scores)
+
+
+def rerank_pointwise(llm, prompts: Sequence[str], *, prior_weight: float = 1.0) -> RerankResult:
+    """Rank candidates by log P(yes) of their own prompt (chat-formatted, retrieval order)."""
+    rows = llm.label_logprobs_rows(list(prompts), list(SCORE_LABELS))
+    scores = fuse([row[0] for row in rows], prior_weight)
+    return RerankResult(
+        order=sorted(range(len(scores)), key=lambda i: (-scores[i], i)), scores=scores
+    )

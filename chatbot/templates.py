@@ -13,6 +13,7 @@ from chatbot.errors import ConfigError
 ROLE_VARIABLES: dict[str, frozenset[str]] = {
     "system": frozenset(),
     "rerank": frozenset({"conversation", "candidates"}),
+    "score": frozenset({"conversation", "candidate", "evidence"}),
     "reason": frozenset({"user_words", "facts"}),
     "reason_fallback": frozenset({"title", "genres", "year_phrase", "match_phrase"}),
     "naive_recommend": frozenset({"conversation"}),

@@ -81,6 +81,11 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="Weight of the retrieval-rank prior in the LLM rerank (default: llm.rerank_prior).",
     )
     p.add_argument(
+        "--rerank-mode",
+        choices=("logits", "generate", "pointwise"),
+        help="LLM reranker: lettered list or one yes/no per candidate (default: llm.rerank_mode).",
+    )
+    p.add_argument(
         "--reasons",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -153,6 +158,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     knobs = {
         "llm.adapter": args.adapter,
         "llm.rerank_prior": args.rerank_prior,
+        "llm.rerank_mode": args.rerank_mode,
         "reasons": args.reasons,
     }
     base = load_settings(knobs)
@@ -226,6 +232,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "novel_turns": sum(1 for t in turns if t.novel_gold),
         "novel_gold": sum(len(t.novel_gold) for t in turns),
     }
+    from chatbot.model_files import rerank_mode_of
+
     report["config"] = {
         "systems": systems,
         "catalog": str(args.catalog),
@@ -243,6 +251,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "llm": settings.llm.model,
         "adapter": str(args.adapter) if args.adapter else None,
         "rerank_prior": settings.llm.rerank_prior,
+        "rerank_mode": rerank_mode_of(settings.llm),  # what the Recommender runs
         "reasons": settings.reasons,
         "embedder": settings.retrieval.embedder,
         "k_candidates": settings.retrieval.k_candidates,

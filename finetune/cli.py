@@ -74,6 +74,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="bf16 autocast (default: on for CUDA with bf16 and CPUs with AVX512-BF16)",
     )
+    p.add_argument(
+        "--rerank-mode",
+        choices=["logits", "pointwise"],
+        help="reranker to train: lettered list or one yes/no per candidate (default: config)",
+    )
+    p.add_argument(
+        "--negatives", type=int, default=3, help="pointwise: retrieved negatives per turn"
+    )
     p.add_argument("--out", required=True, type=Path, help="output dir (resumed if present)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     g = p.add_argument_group("model and store (override recochat.toml / RECOCHAT_* env)")
@@ -89,7 +97,9 @@ def run_finetune(args: argparse.Namespace) -> int:
     from finetune.job import FinetuneJob, run_job
     from finetune.train import TrainOptions
 
-    settings = load_settings({"home": args.home, "llm.model": args.model})
+    settings = load_settings(
+        {"home": args.home, "llm.model": args.model, "llm.rerank_mode": args.rerank_mode}
+    )
     catalog = args.catalog
     if catalog is not None and str(catalog) == "demo":
         from retrieval.catalog import demo_catalog_path
@@ -117,6 +127,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         catalog_format=args.catalog_format,
         split_seed=args.split_seed,
         reason_fraction=args.reason_fraction,
+        negatives=args.negatives,
         dev_rerank_limit=args.dev_rerank_limit,
         max_dev_examples=args.max_dev_examples,
         progress=args.progress,

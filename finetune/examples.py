@@ -8,6 +8,12 @@ reranker reads. Gold items retrieval missed are swapped in for the last candidat
 random position; the other candidates are the hard negatives. Gold items the serving path
 excludes (already mentioned, shown or rejected) are never targets.
 
+A score example (pointwise mode) asks one yes/no question per retrieved candidate with the
+served `score_prompt` (which shows the candidate's retrieval evidence): "yes" for each usable
+gold item retrieval found, "no" for items the user turned down and for `negatives` candidates
+drawn (seeded) from the same top k. Gold items retrieval missed give no example: serving never
+shows the reranker an item without retrieval evidence.
+
 A reason example (optional, a minority) is the served reason prompt followed by a sentence
 built only from the item's facts, which the served reason checker accepts.
 """
@@ -23,7 +29,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from chatbot.rerank import LABELS, rerank_target
+from chatbot.rerank import LABELS, rerank_target, score_target
 from retrieval.dialogues import RecTurn
 from retrieval.types import Candidate, Item
 
@@ -36,7 +42,7 @@ class Example:
     completion: str
     dialog_id: str
     turn_id: int
-    kind: Literal["rerank", "reason"] = "rerank"
+    kind: Literal["rerank", "score", "reason"] = "rerank"
     n_candidates: int = 0  # lettered candidates in a rerank prompt
 
 
@@ -49,6 +55,7 @@ class ExampleStats:
     gold_excluded: int = 0  # gold already mentioned/shown/rejected: never a served candidate
     gold_retrieved: int = 0  # gold items retrieval found on its own
     gold_inserted: int = 0  # gold items swapped in for a missed retrieval
+    gold_not_retrieved: int = 0  # pointwise: gold outside the retrieved top k (no example)
     rejected_only: int = 0  # feedback turns where every item was rejected
     skipped: int = 0  # turns without a usable gold item
 
@@ -69,6 +76,8 @@ class Recommender(Protocol):
     ) -> Any: ...
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str: ...
+
+    def score_prompt(self, conversation: str, candidate: Candidate) -> str: ...
 
 
 ReasonPrompt = Callable[[Item, str], str]
@@ -149,6 +158,76 @@ def place_gold(
     return items, [where[g.item_id] for g in golds], inserted
 
 
+def usable_golds(
+    turn: RecTurn, rec: Recommender, catalog: Catalog, stats: ExampleStats, *, k: int
+) -> tuple[Any, list[Item]]:
+    """The served preparation of `turn` and its gold items serving could show (at most k)."""
+    golds = gold_items(turn, catalog, stats)
+    if not golds:
+        return None, []
+    prep = rec.prepare_context(turn.context, exclude_mentioned=True, k=k)
+    excluded = excluded_ids(prep) | {
+        it.item_id for t in turn.mentioned if (it := catalog.by_title.get(t)) is not None
+    }
+    usable = [g for g in golds if g.item_id not in excluded]
+    stats.gold_excluded += len(golds) - len(usable)
+    return prep, usable[:k]
+
+
+def rejected_items(turn: RecTurn, catalog: Catalog) -> list[Item]:
+    """Catalog items the user turned down in this turn (feedback 👎)."""
+    ids = turn.gold_ids or (None,) * len(turn.gold)
+    out: list[Item] = []
+    for title, item_id, accepted in zip(turn.gold, ids, turn.accepted, strict=True):
+        item = catalog.find(title, item_id) if accepted is False else None
+        if item is not None and item not in out:
+            out.append(item)
+    return out
+
+
+def score_examples(
+    turn: RecTurn,
+    rec: Recommender,
+    catalog: Catalog,
+    stats: ExampleStats,
+    *,
+    k: int,
+    seed: int,
+    negatives: int,
+) -> tuple[list[Example], Any, list[Item]]:
+    """Pointwise yes/no examples for `turn`, the prep and golds, over the served top k only
+    (a candidate's prompt shows its retrieval evidence, which only retrieved items have): "yes"
+    for retrieved golds, "no" for retrieved items the user rejected (feedback 👎) and for
+    `negatives` other retrieved candidates."""
+    prep, usable = usable_golds(turn, rec, catalog, stats, k=k)
+    rejected = rejected_items(turn, catalog)
+    if not usable and not rejected:
+        return [], prep, []
+    if prep is None:
+        prep = rec.prepare_context(turn.context, exclude_mentioned=True, k=k)
+    served = {c.item.item_id: c for c in prep.candidates[:k]}
+    found = [served[g.item_id] for g in usable if g.item_id in served]
+    stats.gold_retrieved += len(found)
+    stats.gold_not_retrieved += len(usable) - len(found)
+    turned_down = [served[r.item_id] for r in rejected if r.item_id in served]
+    labelled_ids = {g.item_id for g in usable} | {r.item_id for r in rejected}
+    pool = [c for i, c in served.items() if i not in labelled_ids]
+    rng = random.Random(f"{seed}:{turn.dialog_id}:{turn.turn_id}")
+    chosen = rng.sample(pool, min(negatives, len(pool))) if found else []
+    labelled = [(c, True) for c in found] + [(c, False) for c in [*turned_down, *chosen]]
+    examples = [
+        Example(
+            prompt=rec.score_prompt(prep.conversation, candidate),
+            completion=score_target(good),
+            dialog_id=turn.dialog_id,
+            turn_id=turn.turn_id,
+            kind="score",
+        )
+        for candidate, good in labelled
+    ]
+    return examples, prep, usable
+
+
 def rerank_example(
     turn: RecTurn,
     rec: Recommender,
@@ -159,18 +238,9 @@ def rerank_example(
     seed: int,
 ) -> tuple[Example | None, Any, list[Item]]:
     """One rerank example for `turn` (None when it has no usable gold), the prep and golds."""
-    golds = gold_items(turn, catalog, stats)
-    if not golds:
-        return None, None, []
-    prep = rec.prepare_context(turn.context, exclude_mentioned=True, k=k)
-    excluded = excluded_ids(prep) | {
-        it.item_id for t in turn.mentioned if (it := catalog.by_title.get(t)) is not None
-    }
-    usable = [g for g in golds if g.item_id not in excluded]
-    stats.gold_excluded += len(golds) - len(usable)
+    prep, usable = usable_golds(turn, rec, catalog, stats, k=k)
     if not usable:
         return None, prep, []
-    usable = usable[: min(len(usable), k)]
     retrieved = [c.item for c in prep.candidates]
     rng = random.Random(f"{seed}:{turn.dialog_id}:{turn.turn_id}")
     items, positions, inserted = place_gold(retrieved, usable, k, rng)
@@ -257,18 +327,27 @@ def build_examples(
     reason_prompt: ReasonPrompt | None = None,
     reason_fraction: float = 0.1,
     progress: bool = False,
+    pointwise: bool = False,
+    negatives: int = 3,
 ) -> tuple[list[Example], ExampleStats]:
-    """Rerank examples for `turns` (+ about `reason_fraction` reason examples), in turn order."""
+    """Rerank examples for `turns` (+ about `reason_fraction` reason examples), in turn order:
+    one listwise example per turn, or (`pointwise`) its golds and `negatives` score examples."""
     from tqdm import tqdm
 
     stats = ExampleStats(turns=len(turns))
     out: list[Example] = []
     for turn in tqdm(turns, desc="examples", unit="turn", disable=not progress):
-        example, prep, golds = rerank_example(turn, rec, catalog, stats, k=k, seed=seed)
-        if example is None:
+        if pointwise:
+            made, prep, golds = score_examples(
+                turn, rec, catalog, stats, k=k, seed=seed, negatives=negatives
+            )
+        else:
+            example, prep, golds = rerank_example(turn, rec, catalog, stats, k=k, seed=seed)
+            made = [example] if example is not None else []
+        if not made:
             stats.skipped += 1
             continue
-        out.append(example)
+        out += made
         rng = random.Random(f"reason:{seed}:{turn.dialog_id}:{turn.turn_id}")
         if reason_prompt is not None and rng.random() < reason_fraction:
             words = str(getattr(prep, "user_words", ""))

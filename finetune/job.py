@@ -35,6 +35,8 @@ from retrieval.dialogues import RecTurn
 
 log = logging.getLogger(__name__)
 
+TRAIN_MODE = "pointwise"  # what `--rerank-mode auto` trains without an --init-adapter
+
 
 @dataclass
 class FinetuneJob:
@@ -45,6 +47,7 @@ class FinetuneJob:
     catalog_format: str | None = None
     split_seed: int = 0  # must match `recochat eval --split-seed`
     reason_fraction: float = 0.1  # share of turns that also give a reason example
+    negatives: int = 3  # pointwise mode: "no" examples per turn, drawn from the retrieved top k
     dev_rerank_limit: int = 200  # dev examples scored for rerank hit@1 after training
     max_dev_examples: int = 256  # 0 = all; caps the cost of each dev evaluation on CPU
     progress: bool = True
@@ -182,10 +185,14 @@ class ExampleBuilder:
 
     def build(self, turns: list[RecTurn], *, train: bool) -> tuple[list[Example], ExampleStats]:
         job = self.job
+        mode = {
+            "pointwise": self.settings.llm.rerank_mode == "pointwise",
+            "negatives": job.negatives,
+        }
         if not train:
             return build_examples(
                 turns, self.dev_rec, self.catalog, k=self.k, seed=job.train.seed,
-                reason_prompt=None, progress=job.progress,
+                reason_prompt=None, progress=job.progress, **mode,
             )  # fmt: skip
         out: list[Example] = []
         total = ExampleStats()
@@ -194,7 +201,7 @@ class ExampleBuilder:
             examples, stats = build_examples(
                 part, rec, self.catalog, k=self.k, seed=job.train.seed,
                 reason_prompt=self.reason_prompt, reason_fraction=job.reason_fraction,
-                progress=job.progress,
+                progress=job.progress, **mode,
             )  # fmt: skip
             out += examples
             for key, value in stats.to_dict().items():
@@ -212,6 +219,7 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
             f"no usable training turns in {job.dialogues}: {len(data.turns)} recommender turns "
             f"read, {len(data.rejects)} unreadable lines, none in the train split"
         )
+    settings = with_train_mode(settings, job)
     tokenizer = load_tokenizer(settings)
     builder = ExampleBuilder(settings, job, tokenizer, splits["train"])
     train_examples, train_stats = builder.build(splits["train"], train=True)
@@ -249,6 +257,19 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
         outcome.log_history, out / artifacts.LOSS_PLOT, title=f"finetune {out.name}"
     )
     return FinetuneResult(out, record, outcome, train_examples, dev_examples)
+
+
+def with_train_mode(settings: Settings, job: FinetuneJob) -> Settings:
+    """Settings with the reranker mode to train resolved: the configured one, for 'auto' the
+    --init-adapter's own mode, else pointwise. The adapter's record keeps it for serving."""
+    from chatbot.model_files import rerank_mode_of
+
+    init = job.train.init_adapter
+    llm = settings.llm.model_copy(update={"adapter": init})
+    mode = rerank_mode_of(llm, default=TRAIN_MODE)
+    return settings.model_copy(
+        update={"llm": settings.llm.model_copy(update={"rerank_mode": mode})}
+    )
 
 
 def write_examples(folder: Path, train: list[Example], dev: list[Example]) -> None:

@@ -314,27 +314,51 @@ def _checkpoint_step(path: str | None) -> int | None:
 
 
 def rerank_dev_metrics(model: Any, tokenizer: Any, examples: list[Any], limit: int) -> dict:
-    """Hit@1 and MRR of the letter the logits reranker reads, on up to `limit` dev examples."""
+    """Hit@1 and MRR of the served reranker's scores on up to `limit` dev turns: the gold letter
+    among a listwise example's letters, or each "yes" item among its turn's pointwise items."""
     from chatbot.llm import LLM
-    from chatbot.rerank import LABELS
 
     if limit <= 0:
         return {}
     llm = LLM(model=model, tokenizer=tokenizer, prefix_cache=None)
     was_training = model.training
     model.eval()
-    hits = 0
-    rr = 0.0
-    chosen = [ex for ex in examples if ex.kind == "rerank" and ex.n_candidates][:limit]
-    if not chosen:
+    try:
+        ranks = [rank for group in _dev_groups(examples, limit) for rank in _gold_ranks(llm, group)]
+    finally:
+        if was_training:
+            model.train()
+    if not ranks:
         return {}
-    for ex in chosen:
-        labels = list(LABELS[: ex.n_candidates])
-        scores = llm.label_logprobs(ex.prompt, labels)
-        gold = LABELS.index(ex.completion[0])
-        rank = 1 + sum(s > scores[gold] for s in scores)
-        hits += rank == 1
-        rr += 1.0 / rank
-    if was_training:
-        model.train()
-    return {"rerank_hit@1": hits / len(chosen), "rerank_mrr": rr / len(chosen), "n": len(chosen)}
+    return {
+        "rerank_hit@1": sum(r == 1 for r in ranks) / len(ranks),
+        "rerank_mrr": sum(1.0 / r for r in ranks) / len(ranks),
+        "n": len(ranks),
+    }
+
+
+def _dev_groups(examples: list[Any], limit: int) -> list[list[Any]]:
+    """Listwise examples one per group; pointwise examples grouped by turn."""
+    groups: dict[tuple, list[Any]] = {}
+    for ex in examples:
+        if ex.kind == "rerank" and ex.n_candidates:
+            groups[(id(ex),)] = [ex]
+        elif ex.kind == "score":
+            groups.setdefault((ex.dialog_id, ex.turn_id), []).append(ex)
+    return list(groups.values())[:limit]
+
+
+def _gold_ranks(llm: Any, group: list[Any]) -> list[int]:
+    from chatbot.rerank import LABELS, SCORE_LABELS
+
+    if group[0].kind == "rerank":
+        ex = group[0]
+        scores = llm.label_logprobs(ex.prompt, list(LABELS[: ex.n_candidates]))
+        golds = [LABELS.index(ex.completion[0])]
+    else:
+        rows = [llm.label_logprobs(ex.prompt, list(SCORE_LABELS)) for ex in group]
+        scores = [row[0] for row in rows]
+        golds = [i for i, ex in enumerate(group) if ex.completion == SCORE_LABELS[0]]
+        negatives = [s for i, s in enumerate(scores) if i not in golds]
+        return [1 + sum(n > scores[g] for n in negatives) for g in golds]
+    return [1 + sum(s > scores[g] for s in scores) for g in golds]

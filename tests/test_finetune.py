@@ -118,6 +118,42 @@ def test_examples_are_the_serving_task(recommender, demo_items) -> None:
     assert again == examples  # seeded: the same examples every run
 
 
+def test_pointwise_examples_are_the_serving_task(recommender, demo_items) -> None:
+    """A "yes" per gold that retrieval served and `negatives` "no" drawn from the same served
+    top k, each with the recommender's own score prompt (evidence included); seeded."""
+    catalog = Catalog(demo_items)
+    k = recommender.settings.retrieval.k_candidates
+    # gold = an item the recommender serves for the request, so retrieval found it
+    requests = ["a funny heist movie", "space adventure", "a quiet drama", "scary movie", "kids"]
+    turns = []
+    for i, text in enumerate(requests):
+        served = recommender.prepare_context([text], exclude_mentioned=True, k=k).candidates
+        turns.append(RecTurn(f"d{i}", 1, (text,), (), (served[i].item.title,), "", (True,)))
+    missed = RecTurn("m", 1, ("a funny heist movie",), (), (demo_items[-1].title,), "", (True,))
+    examples, stats = build_examples(
+        [*turns, missed], recommender, catalog, k=k, seed=3, pointwise=True, negatives=2
+    )
+    assert stats.gold_retrieved == 5 and stats.gold_not_retrieved == 1
+    assert stats.skipped == 1 and stats.examples == len(examples) == 5 * 3
+    for i, turn in enumerate(turns):
+        mine = [ex for ex in examples if ex.dialog_id == turn.dialog_id]
+        assert [ex.completion for ex in mine] == ["yes", "no", "no"]
+        assert {ex.kind for ex in mine} == {"score"}
+        prep = recommender.prepare_context(turn.context, exclude_mentioned=True, k=k)
+        served = [recommender.score_prompt(prep.conversation, c) for c in prep.candidates]
+        assert mine[0].prompt == served[i] and "Evidence: request top" in mine[0].prompt
+        assert {ex.prompt for ex in mine[1:]} <= set(served) - {served[i]}
+    again, _ = build_examples(turns, recommender, catalog, k=k, seed=3, pointwise=True, negatives=2)
+    assert again == examples[: len(again)]
+    # a 👎 from the feedback log is a "no" for that item in that context, and adds no sampling
+    served = recommender.prepare_context(["a quiet drama"], exclude_mentioned=True, k=k)
+    down_item = served.candidates[4]
+    down = RecTurn("f", 1, ("a quiet drama",), (), (down_item.item.title,), "", (False,))
+    (ex,), _ = build_examples([down], recommender, catalog, k=k, pointwise=True, negatives=2)
+    assert ex.completion == "no"
+    assert ex.prompt == recommender.score_prompt(served.conversation, down_item)
+
+
 def test_dialogue_input_split_and_bad_lines(tmp_path: Path, demo_items) -> None:
     path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 40), ("{not json", '{"a": 1}'))
     data = load_turns(path, "jsonl", tmp_path)
@@ -204,13 +240,14 @@ def test_qlora_train_resume_init_adapter_and_serve(
     from safetensors.torch import load_file
 
     from chatbot.llm import load_llm
-    from chatbot.rerank import LABELS
+    from chatbot.model_files import rerank_mode_of
+    from chatbot.rerank import SCORE_LABELS
     from finetune.artifacts import RECORD
     from finetune.job import FinetuneJob, run_job
     from finetune.train import TrainOptions, load_trainable
 
     settings = _settings(tmp_path, demo_home, model_cache)
-    # 8 lettered candidates instead of 20: shorter prompts, same serving code path
+    # 8 candidates instead of 20: fewer negatives to draw from, same serving code path
     settings = settings.model_copy(
         update={"retrieval": settings.retrieval.model_copy(update={"k_candidates": 8})}
     )
@@ -236,15 +273,21 @@ def test_qlora_train_resume_init_adapter_and_serve(
     assert {"eval_loss", "rerank_hit@1"} <= set(rec["dev_metrics"])
     assert rec["config"]["lora"]["r"] == 16 and rec["config"]["lora"]["lora_alpha"] == 32
     assert rec["config"]["lora"]["layers_to_transform"] == list(range(22, 30))  # top 8 of 30
+    # rerank_mode 'auto' trains the pointwise reranker and records it; serving reads it back
+    assert rec["config"]["llm"]["rerank_mode"] == "pointwise"
+    assert rerank_mode_of(LLMSettings(adapter=out)) == "pointwise"
+    assert rerank_mode_of(LLMSettings(adapter=out, rerank_mode="logits")) == "logits"
+    assert rerank_mode_of(LLMSettings()) == "logits"
+    assert {e.kind for e in first.train_examples} == {"score"}
 
     # serving-time tokenization: no BOS or template drift between training and serving
     trainer = first.outcome.trainer
-    ex = next(e for e in first.train_examples if e.kind == "rerank")
+    ex = next(e for e in first.train_examples if e.kind == "score")
     prompt_ids = llm.tokenizer(ex.prompt, add_special_tokens=False)["input_ids"]
     rows = [r for r in trainer.train_dataset if r["input_ids"][: len(prompt_ids)] == prompt_ids]
     assert rows, "the serving prompt's tokens must prefix a training sequence"
     first_target = rows[0]["input_ids"][len(prompt_ids)]  # the first completion token
-    assert first_target in llm.label_token_ids(list(LABELS))
+    assert first_target in llm.label_token_ids(list(SCORE_LABELS))
 
     second = run_job(job(4), settings)
     assert second.outcome.resumed_from and second.outcome.resumed_from.endswith("checkpoint-2")
@@ -287,7 +330,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
 
     # the served model with the adapter scores differently from the base model
     served = load_llm(LLMSettings(adapter=out), model_cache)
-    prompt, labels = ex.prompt, list(LABELS[: ex.n_candidates])
+    prompt, labels = ex.prompt, list(SCORE_LABELS)
     base_lp = torch.tensor(llm.label_logprobs(prompt, labels))
     tuned_lp = torch.tensor(served.label_logprobs(prompt, labels))
     assert (base_lp - tuned_lp).abs().max() > 1e-3
@@ -296,6 +339,7 @@ def test_qlora_train_resume_init_adapter_and_serve(
     third = run_job(init_job, settings)
     assert third.outcome.global_step == 2 and third.outcome.resumed_from is None
     assert third.record["config"]["train"]["init_adapter"] == str(out)
+    assert third.record["config"]["llm"]["rerank_mode"] == "pointwise"  # the init adapter's
     after = load_file(str(tmp_path / "continued" / "adapter_model.safetensors"))
     assert after.keys() == saved.keys()
     assert any(not torch.equal(after[n], saved[n]) for n in saved)

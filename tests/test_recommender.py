@@ -112,3 +112,29 @@ def test_replayed_context_counts_roles_back_from_the_user(recommender):
         ("user", "something like Heat"),
     ]
     assert state.liked  # Heat was read as the user's liked title
+
+
+def test_pointwise_rerank_orders_served_candidates_by_p_yes(demo_home, demo_store, llm):
+    """rerank_mode pointwise: one yes/no prompt per candidate, the shared part from the cache;
+    with no prior the top card is the candidate the model most says yes to."""
+    from chatbot.config import Settings
+    from chatbot.recommender import Recommender
+    from retrieval.collab import CollabSignals
+
+    settings = Settings(
+        home=demo_home, reasons=False, llm={"rerank_mode": "pointwise", "rerank_prior": 0.0}
+    )
+    rec = Recommender(settings, demo_store, llm, CollabSignals.load(settings.collab_path))
+    assert rec.rerank_mode == "pointwise"
+    message = "something like Heat, after 2000"
+    cached = llm.stats.cached_tokens
+    result = rec.recommend(DialogueState("pw"), message)
+    assert llm.stats.cached_tokens > cached  # the score prompt's static head was reused
+    catalog = {it.item_id: it for it in demo_store.all_items()}
+    assert len(result.recommendations) == 5
+    assert all(catalog[r.item_id].year > 2000 for r in result.recommendations)
+    prep = rec.prepare_context([message])
+    prompts = [rec.score_prompt(prep.conversation, c) for c in prep.candidates]
+    yes = [row[0] for row in llm.label_logprobs_rows(prompts, ["yes", "no"])]
+    best = max(range(len(yes)), key=lambda i: (yes[i], -i))
+    assert result.recommendations[0].item_id == prep.candidates[best].item.item_id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,17 @@ import pytest
 from chatbot.errors import ConfigError
 from chatbot.rerank import (
     LABELS,
+    evidence,
     format_candidate,
     format_conversation,
     fuse,
     parse_ranking,
     rerank,
+    rerank_pointwise,
     rerank_target,
     rerank_user_text,
+    score_target,
+    score_user_text,
 )
 from chatbot.templates import load_template, render
 from retrieval.types import Item
@@ -33,6 +38,30 @@ def _rendered(llm) -> str:
         [("user", "something like Heat"), ("assistant", "Sure."), ("user", "after 2000")]
     )
     return llm.chat_prompt(rerank_user_text(conversation, ITEMS), system=render("system"))
+
+
+SIGNALS = [
+    {"dense": 1 / 61, "liked": 1 / 65, "popularity": 1 / 100},
+    {"cooc": 1 / 62},
+    {},
+]
+
+
+def _score_prompts(llm) -> list[str]:
+    conversation = format_conversation([("user", "something like Heat, after 2000")])
+    return [
+        llm.chat_prompt(score_user_text(conversation, it, sig), system=render("system"))
+        for it, sig in zip(ITEMS, SIGNALS, strict=True)
+    ]
+
+
+def test_evidence_names_each_signal_s_rank_bucket():
+    assert evidence(SIGNALS[0]) == (
+        "request top 3, similar titles top 10, co-recommended none, popular top 50"
+    )
+    assert evidence({"cooc": 1 / (60 + 201)}) == (
+        "request none, similar titles none, co-recommended none, popular none"
+    )
 
 
 def test_rerank_prompt_snapshot(llm):
@@ -112,3 +141,34 @@ def test_prompt_variables_are_checked(tmp_path):
         load_template("rerank", None, tmp_path)
     with pytest.raises(ConfigError, match="not found"):
         load_template("rerank", "missing.txt", tmp_path)
+
+
+def test_score_prompt_snapshot(llm):
+    got = _score_prompts(llm)[0]
+    assert got == (SNAPSHOTS / "score_prompt.txt").read_text(encoding="utf-8")
+    assert score_target(True) == "yes" and score_target(False) == "no"
+
+
+def test_pointwise_batch_equals_one_prompt_at_a_time(model_cache):
+    """Rows share the conversation's keys/values and are padded: each must score as if alone
+    (in fp32, so that only a masking or position bug, not bf16 rounding, can fail it)."""
+    from chatbot.config import LLMSettings
+    from chatbot.llm import load_llm
+
+    llm = load_llm(LLMSettings(dtype="float32"), model_cache)
+    prompts = _score_prompts(llm)
+    batch = llm.label_logprobs_rows(prompts, ["yes", "no"])
+    alone = [llm.label_logprobs(p, ["yes", "no"]) for p in prompts]
+    for got, want in zip(batch, alone, strict=True):
+        assert got == pytest.approx(want, abs=1e-3)
+        assert sum(math.exp(x) for x in got) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_real_llm_pointwise_ranks_a_permutation_fused_with_the_prior(llm):
+    prompts = _score_prompts(llm)
+    result = rerank_pointwise(llm, prompts, prior_weight=0.0)
+    yes = [row[0] for row in llm.label_logprobs_rows(prompts, ["yes", "no"])]
+    assert sorted(result.order) == [0, 1, 2]
+    assert result.order == sorted(range(3), key=lambda i: (-yes[i], i))
+    # An overwhelming prior keeps the retrieval order whatever the model says.
+    assert rerank_pointwise(llm, prompts, prior_weight=1000.0).order == [0, 1, 2]
