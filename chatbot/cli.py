@@ -22,6 +22,8 @@ CATALOG_FORMATS = ["jsonl", "csv", "redial", "opendialkg"]
 
 
 def _common(p: argparse.ArgumentParser) -> None:
+    from chatbot.config import RERANK_MODES
+
     g = p.add_argument_group("model and store (override recochat.toml / RECOCHAT_* env)")
     g.add_argument("--home", help="data dir (Chroma store, model cache, feedback DB)")
     g.add_argument("--chroma", help="Chroma path or http://host:port")
@@ -37,7 +39,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--rerank-mode",
-        choices=["logits", "generate", "pointwise"],
+        choices=RERANK_MODES,
         help="LLM reranker: lettered list or one yes/no per candidate",
     )
     g.add_argument("--k", dest="k_final", type=int, help="recommendations per turn")

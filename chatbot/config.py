@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -23,6 +23,10 @@ from chatbot.errors import ConfigError
 
 BUILTIN_LLM = "builtin:smollm2-135m-instruct"
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
+
+
+RerankMode = Literal["auto", "logits", "generate", "pointwise"]
+RERANK_MODES: tuple[str, ...] = get_args(RerankMode)[1:]  # the runnable ones ("auto" resolves)
 
 
 class LLMSettings(BaseModel):
@@ -49,7 +53,7 @@ class LLMSettings(BaseModel):
         24,
         description="Token budget of one generated reason (a cut reason ends at its last comma).",
     )
-    rerank_mode: Literal["auto", "logits", "generate", "pointwise"] = Field(
+    rerank_mode: RerankMode = Field(
         "auto",
         description="'auto': the mode the served adapter was trained for (its "
         "recochat_finetune.json), else 'logits'. "

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import BUILTIN_LLM, LLMSettings
+from chatbot.config import BUILTIN_LLM, RERANK_MODES, LLMSettings
 from chatbot.errors import ModelError
 from chatbot.fastpath import resolve_dtype
 
@@ -90,7 +90,6 @@ def validate_adapter_dir(adapter: Path) -> Path:
 
 
 ADAPTER_RECORD = "recochat_finetune.json"  # written by `recochat finetune` next to the adapter
-RERANK_MODES = ("logits", "generate", "pointwise")
 
 
 def rerank_mode_of(settings: LLMSettings, default: str = "logits") -> str:

@@ -332,23 +332,22 @@ class Recommender:
 
     def _rerank(self, prep: Prepared, clock: _Clock) -> tuple[list[int], dict[str, int]]:
         self.cache_prompt_heads()
-        items = [c.item for c in prep.candidates]
-        llm_settings = self.settings.llm
-        mode = self.rerank_mode
-        if mode == "pointwise":
+        prior = self.settings.llm.rerank_prior
+        if self.rerank_mode == "pointwise":
             prompts = [self.score_prompt(prep.conversation, c) for c in prep.candidates]
             clock.lap("rerank_prompt")
-            result = rerank_pointwise(self.llm, prompts, prior_weight=llm_settings.rerank_prior)
+            result = rerank_pointwise(self.llm, prompts, prior_weight=prior)
             clock.lap("rerank")
             return result.order, {"rerank_fallback": 0, "reason_fallback": 0}
+        items = [c.item for c in prep.candidates]
         prompt = self.rerank_prompt(prep.conversation, items)
         clock.lap("rerank_prompt")
         result = rerank(
             self.llm,
             prompt,
             len(items),
-            prior_weight=self.settings.llm.rerank_prior,
-            mode=mode,
+            prior_weight=prior,
+            mode=self.rerank_mode,
         )
         clock.lap("rerank")
         return result.order, {"rerank_fallback": int(result.fallback), "reason_fallback": 0}

@@ -5,8 +5,8 @@ pass gives the model's next-token distribution over the letters; it is fused wit
 retrieval order (a log-rank prior) into the final ranking. In `generate` mode the model writes
 a letter list that is parsed; anything unparsable falls back to the logits/retrieval order and
 is counted. In `pointwise` mode each candidate gets its own prompt (`prompts/score.txt`: the
-conversation, then one candidate, then a yes/no question; the rows share the conversation's
-keys/values) and is scored by log P(yes) over {yes, no}, fused with the same prior. Every mode's
+conversation, a yes/no question, then the candidate and its retrieval evidence; the rows share
+the keys/values of everything before the candidate) and is scored by log P(yes) over {yes, no}, fused with the same prior. Every mode's
 output is a permutation of the candidates: nothing outside the candidate set can be returned.
 """
 

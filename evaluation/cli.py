@@ -19,6 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from chatbot.config import RERANK_MODES
 from evaluation import metrics
 from evaluation.baselines import (
     NaiveLLMSystem,
@@ -82,7 +83,7 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rerank-mode",
-        choices=("logits", "generate", "pointwise"),
+        choices=RERANK_MODES,
         help="LLM reranker: lettered list or one yes/no per candidate (default: llm.rerank_mode).",
     )
     p.add_argument(

@@ -16,9 +16,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from chatbot.model_files import ADAPTER_RECORD
+
 log = logging.getLogger(__name__)
 
-RECORD = "recochat_finetune.json"
+RECORD = ADAPTER_RECORD  # the chatbot reads the trained rerank mode from it
 LOSS_PLOT = "loss.png"
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 

@@ -108,16 +108,22 @@ class Catalog:
         return self.by_title.get(title) or self.by_norm.get(normalize_title(title))
 
 
-def gold_items(
-    turn: RecTurn, catalog: Catalog, stats: ExampleStats, *, positives_only: bool = True
-) -> list[Item]:
-    """The turn's gold items in the catalog; feedback turns keep accepted items only."""
+def labelled_items(turn: RecTurn, catalog: Catalog) -> list[tuple[Item | None, bool | None]]:
+    """(catalog item or None, accepted) for each item of the turn; accepted is None in logs
+    without feedback."""
     ids = turn.gold_ids or (None,) * len(turn.gold)
+    return [
+        (catalog.find(title, item_id), accepted)
+        for title, item_id, accepted in zip(turn.gold, ids, turn.accepted, strict=True)
+    ]
+
+
+def gold_items(turn: RecTurn, catalog: Catalog, stats: ExampleStats) -> list[Item]:
+    """The turn's gold items in the catalog; feedback turns keep accepted items only."""
     out: list[Item] = []
-    for title, item_id, accepted in zip(turn.gold, ids, turn.accepted, strict=True):
-        if positives_only and accepted is False:
+    for item, accepted in labelled_items(turn, catalog):
+        if accepted is False:
             continue
-        item = catalog.find(title, item_id)
         if item is None:
             stats.no_gold_in_catalog += 1
         elif item not in out:
@@ -176,11 +182,9 @@ def usable_golds(
 
 def rejected_items(turn: RecTurn, catalog: Catalog) -> list[Item]:
     """Catalog items the user turned down in this turn (feedback 👎)."""
-    ids = turn.gold_ids or (None,) * len(turn.gold)
     out: list[Item] = []
-    for title, item_id, accepted in zip(turn.gold, ids, turn.accepted, strict=True):
-        item = catalog.find(title, item_id) if accepted is False else None
-        if item is not None and item not in out:
+    for item, accepted in labelled_items(turn, catalog):
+        if accepted is False and item is not None and item not in out:
             out.append(item)
     return out
 

@@ -356,7 +356,7 @@ def _gold_ranks(llm: Any, group: list[Any]) -> list[int]:
         scores = llm.label_logprobs(ex.prompt, list(LABELS[: ex.n_candidates]))
         golds = [LABELS.index(ex.completion[0])]
     else:
-        rows = [llm.label_logprobs(ex.prompt, list(SCORE_LABELS)) for ex in group]
+        rows = llm.label_logprobs_rows([ex.prompt for ex in group], list(SCORE_LABELS))
         scores = [row[0] for row in rows]
         golds = [i for i, ex in enumerate(group) if ex.completion == SCORE_LABELS[0]]
         negatives = [s for i, s in enumerate(scores) if i not in golds]
