@@ -18,7 +18,8 @@ over popularity, cooc, liked, dense, then k_retrieve; a value replaces the curre
 when it raises R@10 + R@50. Dense is kept >= 0.25: it is the only signal that reads free-text
 requests ("a funny heist movie"), which a title-heavy log like ReDial under-rewards.
 The first row re-creates the previous query (item-similarity/co-occurrence seeded by liked
-titles only), to show what passing every mentioned title as a seed does.
+titles only), to show what passing every mentioned title as a seed does. The last row scores the weights
+the current settings hold (`RECOCHAT_CONFIG`), so a config file's claim can be checked.
 """
 
 from __future__ import annotations
@@ -156,6 +157,20 @@ def search(turns: list[Turn]) -> tuple[list[dict[str, Any]], dict[str, float]]:
     return rows, best
 
 
+def configured_weights() -> dict[str, float]:
+    """The fusion weights and k_retrieve of the current settings (e.g. configs/redial.toml)."""
+    from chatbot.config import load_settings
+
+    r = load_settings().retrieval
+    return {
+        "dense": r.dense_weight,
+        "liked": r.liked_weight,
+        "cooc": r.cooc_weight,
+        "popularity": r.popularity_weight,
+        "k_retrieve": r.k_retrieve,
+    }
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     cols = ["dense", "liked", "cooc", "popularity", "k_retrieve", "R@1", "R@10", "R@50", "NDCG@10"]
     lines = ["| step | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
@@ -179,6 +194,10 @@ def main() -> int:
     n_gold = sum(len(t.eval_turn.novel_gold) for t in turns)
     print(f"dev: {len(turns)} turns, {n_gold} novel gold items (novel protocol, k_eval {K_EVAL})")
     rows, best = search(turns)
+    configured = configured_weights()
+    rows.append(
+        {"step": "configured (RECOCHAT_CONFIG)", **configured, **evaluate(turns, configured)}
+    )
     print(table(rows))
     print("\n[retrieval]")
     for name in ("dense", "liked", "cooc", "popularity"):

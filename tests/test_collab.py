@@ -39,9 +39,19 @@ def test_from_turns_counts_gold_and_symmetric_pairs() -> None:
     signals = CollabSignals.from_turns(TURNS, TITLES)
     assert signals.popularity == {"m2": 2.0, "m3": 1.0, "m5": 1.0}
     assert signals.cooc["m1"] == {"m2": 2.0, "m3": 1.0}
-    assert signals.cooc["m2"] == {"m1": 2.0, "m3": 1.0}
-    assert signals.cooc["m3"] == {"m1": 1.0, "m2": 1.0}
+    # m2 and m3: m2 mentioned when m3 was recommended (1), and recommended in the same dialogue (1).
+    assert signals.cooc["m2"] == {"m1": 2.0, "m3": 2.0}
+    assert signals.cooc["m3"] == {"m1": 1.0, "m2": 2.0}
     assert signals.cooc["m4"] == {"m5": 1.0} and signals.cooc["m5"] == {"m4": 1.0}
+
+
+def test_items_recommended_in_one_dialogue_co_occur_across_turns() -> None:
+    turns = [Turn("a", (), ("Heat",)), Turn("a", (), ("Up",)), Turn("b", (), ("Coco",))]
+    signals = CollabSignals.from_turns(turns, TITLES)
+    assert signals.cooc == {"m1": {"m4": 1.0}, "m4": {"m1": 1.0}}
+    # Without dialogue ids every turn is its own dialogue: no pairs.
+    plain = [Turn("", (), ("Heat",)), Turn("", (), ("Up",))]
+    assert CollabSignals.from_turns(plain, TITLES).cooc == {}
 
 
 def test_related_sums_normalized_rows_and_excludes_seeds() -> None:
@@ -52,7 +62,8 @@ def test_related_sums_normalized_rows_and_excludes_seeds() -> None:
         ("m2", pytest.approx(2 / 3)),
         ("m3", pytest.approx(1 / 3)),
     ]
-    assert signals.related(["m1", "m2"], k=5) == [("m3", pytest.approx(1 / 3 + 1 / 3))]
+    # m2's row {m1: 2, m3: 2} → m3 2/4.
+    assert signals.related(["m1", "m2"], k=5) == [("m3", pytest.approx(1 / 3 + 2 / 4))]
     assert signals.related(["m1"], k=1, exclude={"m2"}) == [("m3", pytest.approx(1 / 3))]
     assert signals.related(["nobody"], k=3) == []
 
