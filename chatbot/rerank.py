@@ -37,6 +37,7 @@ EVIDENCE = (
     ("popularity", "popular"),
 )
 BUCKETS = (3, 10, 50, 200)
+ABOUT_WORDS = 30  # words of description an `{about}` score prompt shows
 
 
 def format_candidate(label: str, item: Item) -> str:
@@ -52,6 +53,14 @@ def describe(item: Item) -> str:
         details.append(", ".join(item.genres[:2]))
     suffix = f" ({'; '.join(details)})" if details else ""
     return f"{item.title}{suffix}"
+
+
+def about(item: Item, max_words: int = ABOUT_WORDS) -> str:
+    """The start of the item's description (`metadata["description"]`, else its text)."""
+    description = item.metadata.get("description")
+    text = description if isinstance(description, str) and description.strip() else item.text
+    words = text.split()
+    return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
 
 
 def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 700) -> str:
@@ -106,7 +115,7 @@ def score_user_text(
 ) -> str:
     return render(
         "score", filename, directory, conversation=conversation, candidate=describe(item),
-        evidence=evidence(signals),
+        evidence=evidence(signals), about=about(item),
     )  # fmt: skip
 
 

@@ -18,6 +18,8 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     "reason_fallback": frozenset({"title", "genres", "year_phrase", "match_phrase"}),
     "naive_recommend": frozenset({"conversation"}),
 }
+# Variables a prompt file of the role may also use (the caller always supplies them).
+OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {"score": frozenset({"about"})}
 
 
 def bundled_prompt_dir() -> Path:
@@ -34,14 +36,17 @@ def load_template(role: str, filename: str | None = None, directory: Path | None
         raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
     template = PromptTemplate.from_template(path.read_text(encoding="utf-8").strip())
     expected = ROLE_VARIABLES[role]
+    optional = OPTIONAL_VARIABLES.get(role, frozenset())
     got = frozenset(template.input_variables)
-    if got != expected:
+    if not expected <= got <= expected | optional:
+        allowed = f" (may also use {sorted(optional)})" if optional else ""
         raise ConfigError(
-            f"prompt {path} uses variables {sorted(got)} but needs exactly {sorted(expected)}: "
-            "edit the file"
+            f"prompt {path} uses variables {sorted(got)} but needs exactly {sorted(expected)}"
+            f"{allowed}: edit the file"
         )
     return template
 
 
 def render(role: str, filename: str | None = None, directory: Path | None = None, **values) -> str:
-    return load_template(role, filename, directory).format(**values)
+    template = load_template(role, filename, directory)
+    return template.format(**{k: v for k, v in values.items() if k in template.input_variables})

@@ -143,6 +143,25 @@ def test_prompt_variables_are_checked(tmp_path):
         load_template("rerank", "missing.txt", tmp_path)
 
 
+def test_score_prompt_may_show_the_description(tmp_path):
+    item = Item("h", "Heat", "ignored text", {"year": 1995, "description": " ".join(["word"] * 40)})
+    shown = score_user_text("User: a heist film", item, {}, filename="score_about.txt")
+    assert f"About: {' '.join(['word'] * 30)} ...\n" in shown
+    # Without a description the embedded text is shown; the default prompt shows neither.
+    plain = Item("p", "Up", "A balloon house flies.", {})
+    assert "About: A balloon house flies." in score_user_text(
+        "", plain, {}, filename="score_about.txt"
+    )
+    assert "About" not in score_user_text("", plain, {})
+    # `about` is optional for a score prompt and unknown to the other roles.
+    (tmp_path / "score.txt").write_text("{conversation} {candidate} {evidence} {about} {extra}")
+    with pytest.raises(ConfigError, match="may also use \\['about'\\]"):
+        load_template("score", None, tmp_path)
+    (tmp_path / "rerank.txt").write_text("{conversation} {candidates} {about}")
+    with pytest.raises(ConfigError, match="needs exactly"):
+        load_template("rerank", None, tmp_path)
+
+
 def test_score_prompt_snapshot(llm):
     got = _score_prompts(llm)[0]
     assert got == (SNAPSHOTS / "score_prompt.txt").read_text(encoding="utf-8")
