@@ -9,7 +9,7 @@ with `--adapter`. `valid_data_processed.jsonl` is split by dialogue exactly as i
 (`split_of`, seed 0): the adapter saw only the train split, chose its checkpoint on dev, and
 never read the test split. Choose `--rerank-prior` on `--split dev`, report on `--split test`.
 Prints one markdown table with both protocols (novel and raw, see the README) and writes the
-reports to runs/eval/ft-<split>-{base,tuned}/.
+reports to runs/eval/ft-<split>-<adapter dir name>-<mode>-{base,tuned}/.
 """
 
 from __future__ import annotations
@@ -55,8 +55,10 @@ def main_compare() -> int:
     opts = ap.parse_args()
     prior = [] if opts.rerank_prior is None else ["--rerank-prior", str(opts.rerank_prior)]
     prior += ["--rerank-mode", opts.rerank_mode] if opts.rerank_mode else []
-    base_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-base"
-    tuned_dir = ROOT / "runs" / "eval" / f"ft-{opts.split}-tuned"
+    # Named by adapter and mode, so one comparison never overwrites another's reports.
+    run_name = f"ft-{opts.split}-{Path(opts.adapter).name}-{opts.rerank_mode or 'config'}"
+    base_dir = ROOT / "runs" / "eval" / f"{run_name}-base"
+    tuned_dir = ROOT / "runs" / "eval" / f"{run_name}-tuned"
     base = run(opts.split, opts.limit, base_dir, "retrieval,full", prior)
     tuned = run(opts.split, opts.limit, tuned_dir, "full", [*prior, "--adapter", opts.adapter])
     head = " | ".join(f"{p} {m}" for p in ("novel", "raw") for m in METRICS)
