@@ -47,6 +47,7 @@ GRID: list[tuple[str, tuple[float, ...]]] = [
     ("cooc", (0.5, 1.0, 2.0, 3.0)),
     ("liked", (0.5, 1.0, 1.5, 2.0)),
     ("dense", (0.25, 0.5, 1.0)),
+    ("credits", (0.0, 0.5, 1.0, 2.0)),
     ("k_retrieve", (50, 100, 200, 400)),
 ]
 START: dict[str, float] = {**dataclasses.asdict(FusionWeights()), "k_retrieve": 100}
@@ -97,7 +98,7 @@ def load(limit: int | None, seed: int) -> list[Turn]:
     _, schema = rec.catalog()
 
     depth = max(max(values) for name, values in GRID if name == "k_retrieve")
-    no_dense_pop = FusionWeights(dense=0.0, popularity=0.0)
+    no_dense_pop = FusionWeights(dense=0.0, popularity=0.0, credits=0.0)
     out = []
     t0 = time.perf_counter()
     for n, turn in enumerate(chosen, 1):
@@ -106,7 +107,8 @@ def load(limit: int | None, seed: int) -> list[Turn]:
         old_query = dataclasses.replace(query, mentioned_ids=())
         old = rank_signals(store, collab, old_query, depth=depth, weights=no_dense_pop)
         previous = SignalRankings(
-            {k: v for k, v in rankings.ranked.items() if k not in ("liked", "cooc")} | old.ranked
+            {k: v for k, v in rankings.ranked.items() if k not in ("liked", "cooc", "credits")}
+            | old.ranked
         )
         out.append(Turn(resolve_turn(turn, titles), rankings, previous, query.avoid_terms))
         if n % 50 == 0:
@@ -167,12 +169,24 @@ def configured_weights() -> dict[str, float]:
         "liked": r.liked_weight,
         "cooc": r.cooc_weight,
         "popularity": r.popularity_weight,
+        "credits": r.credits_weight,
         "k_retrieve": r.k_retrieve,
     }
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    cols = ["dense", "liked", "cooc", "popularity", "k_retrieve", "R@1", "R@10", "R@50", "NDCG@10"]
+    cols = [
+        "dense",
+        "liked",
+        "cooc",
+        "popularity",
+        "credits",
+        "k_retrieve",
+        "R@1",
+        "R@10",
+        "R@50",
+        "NDCG@10",
+    ]
     lines = ["| step | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for r in rows:
         cells = [f"{r[c]:g}" if c in START else f"{r[c]:.3f}" for c in cols]
@@ -200,7 +214,7 @@ def main() -> int:
     )
     print(table(rows))
     print("\n[retrieval]")
-    for name in ("dense", "liked", "cooc", "popularity"):
+    for name in ("dense", "liked", "cooc", "popularity", "credits"):
         print(f"{name}_weight = {best[name]:g}")
     print(f"k_retrieve = {int(best['k_retrieve'])}")
     if opts.json:

@@ -89,6 +89,9 @@ class RetrievalSettings(BaseModel):
     liked_weight: float = Field(1.0, description="Fusion weight of similarity to liked items.")
     cooc_weight: float = Field(1.0, description="Fusion weight of item co-occurrence in logs.")
     popularity_weight: float = Field(0.3, description="Fusion weight of popularity.")
+    credits_weight: float = Field(
+        1.0, description="Fusion weight of shared directors/stars with the liked items."
+    )
 
 
 class CatalogSettings(BaseModel):

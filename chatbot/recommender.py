@@ -115,6 +115,7 @@ class Recommender:
             liked=r.liked_weight,
             cooc=r.cooc_weight,
             popularity=r.popularity_weight,
+            credits=r.credits_weight,
         )
 
     # -- catalog-derived lookups (rebuilt when the index version changes) ----------------

@@ -1,4 +1,4 @@
-"""Hybrid candidate generation: weighted reciprocal-rank fusion of four signals.
+"""Hybrid candidate generation: weighted reciprocal-rank fusion of five signals.
 
     cands = generate_candidates(store, collab, Query("funny heist movie", liked_ids=("m0001",)))
 
@@ -7,6 +7,8 @@ Signals, each a ranked list of item ids that satisfy `query.where`:
   liked      store.search(mean embedding of the liked and mentioned items)  (skipped with none)
   cooc       collab.related(liked + mentioned items)       (skipped without collab signals)
   popularity collab.popular(), then the catalog's own `popularity` field, then item id
+  credits    items sharing a director (2 points) or a star/actor (1 point) with the liked and
+             mentioned items, summed over them; ties by the popularity order (skipped with none)
 A candidate's score is sum_s weight_s / (60 + rank_s); `Candidate.signals[s]` is the unweighted
 1 / (60 + rank_s), plus `avoid: 0.5` when an avoid term halved the score. Excluded, liked and
 mentioned items are never returned. With `diversity > 0` the final k are re-selected by MMR.
@@ -30,7 +32,11 @@ from retrieval.types import Candidate, Item, Query
 
 RRF_K = 60
 AVOID_PENALTY = 0.5
-SIGNALS = ("dense", "liked", "cooc", "popularity")  # fusion order; FusionWeights field names
+SIGNALS = ("dense", "liked", "cooc", "popularity", "credits")  # fusion order; FusionWeights fields
+# Catalog fields whose people make two items related, with points per shared name; only the
+# first CREDITS_PER_FIELD names of each field count (the leads, not the whole cast).
+CREDIT_POINTS = {"director": 2.0, "star": 1.0, "actor": 1.0}
+CREDITS_PER_FIELD = 3
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class FusionWeights:
     liked: float = 1.0
     cooc: float = 1.0
     popularity: float = 0.3
+    credits: float = 1.0
 
 
 @dataclass
@@ -108,8 +115,11 @@ def rank_signals(
     if wanted("cooc") and collab is not None and seeds:
         related = collab.related(seeds, k=len(catalog), exclude=blocked)
         out.ranked["cooc"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
+    popular = _popular(catalog, collab, allowed) if wanted("popularity") or seeds else []
     if wanted("popularity"):
-        out.ranked["popularity"] = _popular(catalog, collab, allowed)[:depth]
+        out.ranked["popularity"] = popular[:depth]
+    if wanted("credits") and seeds:
+        out.ranked["credits"] = _shared_credits(catalog, seeds, popular)[:depth]
     return out
 
 
@@ -180,6 +190,35 @@ def _popular(
         (it for i, it in catalog.items() if i not in seen and allowed(i)), key=catalog_rank
     )
     return [catalog[i] for i in order] + rest
+
+
+def _credits(item: Item) -> list[tuple[str, str]]:
+    """(field, lower-cased name) of the item's leading people, per CREDIT_POINTS field."""
+    out = []
+    for name in CREDIT_POINTS:
+        value = item.metadata.get(name)
+        people = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        out += [(name, p.strip().lower()) for p in people[:CREDITS_PER_FIELD] if p.strip()]
+    return out
+
+
+def _shared_credits(catalog: dict[str, Item], seeds: list[str], popular: list[Item]) -> list[Item]:
+    """Allowed items (those in `popular`) sharing people with the seeds, most points first."""
+    wanted: dict[tuple[str, str], float] = {}
+    for seed in seeds:
+        for credit in _credits(catalog[seed]):
+            wanted[credit] = wanted.get(credit, 0.0) + CREDIT_POINTS[credit[0]]
+    if not wanted:
+        return []
+    points = {}
+    for item in popular:
+        score = sum(wanted.get(credit, 0.0) for credit in _credits(item))
+        if score > 0:
+            points[item.item_id] = score
+    # `popular` is in popularity order and sorted() is stable: ties keep that order.
+    return sorted(
+        (item for item in popular if item.item_id in points), key=lambda it: -points[it.item_id]
+    )
 
 
 def _mentions_any(item: Item, terms: Iterable[str]) -> bool:

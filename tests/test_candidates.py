@@ -158,3 +158,28 @@ def test_weights_switch_signals_off(store: ItemStore, collab: CollabSignals) -> 
     found = generate_candidates(store, collab, Query("astronaut"), k=3, weights=weights)
     assert all(set(c.signals) == {"dense"} for c in found)
     assert generate_candidates(store, collab, Query("x"), k=0) == []
+
+
+def test_credits_signal_ranks_items_sharing_directors_and_leading_stars(tmp_path, embedder) -> None:
+    def film(item_id, title, director, stars, popularity):
+        meta = {"director": [director], "star": stars, "popularity": popularity}
+        return Item(item_id, title, f"{title}, directed by {director}", meta)
+
+    films = [
+        film("h", "Heat", "Michael Mann", ["Al Pacino", "Robert De Niro"], 5.0),
+        film("c", "Collateral", "Michael Mann", ["Tom Cruise"], 1.0),
+        film("g", "The Godfather", "Francis Ford Coppola", ["Marlon Brando", "Al Pacino"], 3.0),
+        film("t", "Taxi Driver", "Martin Scorsese", ["Robert De Niro"], 4.0),
+        film("s", "Stardust", "M. Vaughn", ["A", "B", "C", "Robert De Niro"], 9.0),  # 4th star
+        film("u", "Up", "Pete Docter", ["Ed Asner"], 8.0),
+    ]
+    store = ItemStore(str(tmp_path / "chroma"), "credits", embedder)
+    store.sync(films, progress=False)
+    only = FusionWeights(dense=0.0, liked=0.0, cooc=0.0, popularity=0.0, credits=1.0)
+    ranked = rank_signals(store, None, Query("", liked_ids=("h",)), depth=10, weights=only)
+    # Same director: 2 points; one shared leading star: 1 point, ties by popularity (t 4 > g 3).
+    assert [it.item_id for it in ranked.ranked["credits"]] == ["c", "t", "g"]
+    cands = generate_candidates(store, None, Query("", liked_ids=("h",)), k=3, weights=only)
+    assert ids(cands) == ["c", "t", "g"] and all(set(c.signals) == {"credits"} for c in cands)
+    # No liked or mentioned items: no credits signal at all.
+    assert "credits" not in rank_signals(store, None, Query(""), depth=10, weights=only).ranked
