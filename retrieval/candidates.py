@@ -115,7 +115,9 @@ def rank_signals(
     if wanted("cooc") and collab is not None and seeds:
         related = collab.related(seeds, k=len(catalog), exclude=blocked)
         out.ranked["cooc"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
-    popular = _popular(catalog, collab, allowed) if wanted("popularity") or seeds else []
+    # Credits breaks ties by popularity, so the order is built when either signal needs it.
+    need_popular = wanted("popularity") or (wanted("credits") and bool(seeds))
+    popular = _popular(catalog, collab, allowed) if need_popular else []
     if wanted("popularity"):
         out.ranked["popularity"] = popular[:depth]
     if wanted("credits") and seeds:
@@ -204,15 +206,15 @@ def _credits(item: Item) -> list[tuple[str, str]]:
 
 def _shared_credits(catalog: dict[str, Item], seeds: list[str], popular: list[Item]) -> list[Item]:
     """Allowed items (those in `popular`) sharing people with the seeds, most points first."""
-    wanted: dict[tuple[str, str], float] = {}
+    sought: dict[tuple[str, str], float] = {}
     for seed in seeds:
         for credit in _credits(catalog[seed]):
-            wanted[credit] = wanted.get(credit, 0.0) + CREDIT_POINTS[credit[0]]
-    if not wanted:
+            sought[credit] = sought.get(credit, 0.0) + CREDIT_POINTS[credit[0]]
+    if not sought:
         return []
     points = {}
     for item in popular:
-        score = sum(wanted.get(credit, 0.0) for credit in _credits(item))
+        score = sum(sought.get(credit, 0.0) for credit in _credits(item))
         if score > 0:
             points[item.item_id] = score
     # `popular` is in popularity order and sorted() is stable: ties keep that order.
