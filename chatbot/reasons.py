@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.factcheck import unsupported_claims
-from chatbot.templates import bundled_prompt_dir, render
+from chatbot.links import Link
+from chatbot.templates import bundled_prompt_dir, load_link_phrases, render
 from retrieval.types import Item
 
 
@@ -17,6 +18,7 @@ class Reason:
     text: str
     fallback: bool = False
     unsupported: list[str] = field(default_factory=list)
+    link: Link | None = None  # the link a template reason names
 
 
 def reason_prompt(
@@ -28,26 +30,47 @@ def reason_prompt(
     return llm.chat_prompt(user_text, system=render("system", None, directory))
 
 
-def template_reason(item: Item, user_words: str, directory: Path | None = None) -> str:
-    """A reason built only from the item's own facts and the user's words."""
+def template_reason(
+    item: Item, user_words: str, directory: Path | None = None, link: Link | None = None
+) -> str:
+    """A reason built only from the item's own facts, the user's words and a true `link`.
+
+    'Collateral is a crime and thriller title from 2004, matching your request for crime;
+    directed by Michael Mann, as was Heat (1995).'
+    """
     words = set(user_words.lower().replace("-", " ").split())
-    genres = item.genres[:2]
     tags = item.metadata.get("tags")
     tags = tags if isinstance(tags, list) else []
     overlap = [
         x for x in [*item.genres, *tags] if set(x.lower().replace("-", " ").split()) <= words
     ]
+    # A genre the user asked for leads, so the match phrase names a genre the card shows.
+    genres = list(dict.fromkeys([*(g for g in overlap if g in item.genres), *item.genres]))[:2]
     match = f", matching your request for {overlap[0]}" if overlap else ""
     year = f" from {item.year}" if item.year and str(item.year) not in item.title else ""
+    kind = (" and ".join(genres) + " title") if genres else "catalog pick"
     return render(
         "reason_fallback",
         None,
         directory,
         title=item.title,
-        genres=(" and ".join(genres) + " title") if genres else "catalog pick",
+        genres=f"{_article(kind)} {kind}",
         year_phrase=year,
         match_phrase=match,
+        link_phrase=_link_phrase(link, directory),
     )
+
+
+def _article(phrase: str) -> str:
+    return "an" if phrase[:1].lower() in "aeiou" else "a"
+
+
+def _link_phrase(link: Link | None, directory: Path | None) -> str:
+    if link is None:
+        return ""
+    template = load_link_phrases(directory)[link.kind]
+    values = {"seed": link.seed_title, "name": link.name}
+    return template.format(**{k: v for k, v in values.items() if k in template.input_variables})
 
 
 _CONTENT = re.compile(r"[a-z]{4,}")
@@ -63,7 +86,8 @@ def check_reason(
     vocabulary: set[str] | None = None,
 ) -> Reason:
     """Flag unsupported claims, other items' titles, meta-talk, made-up words (when a
-    `vocabulary` of allowed words is given) and reasons that say nothing about the item."""
+    `vocabulary` of allowed words is given), reasons that say nothing about the item, and
+    incoherent ones (unbacked negations, repetition loops, coined compounds)."""
     claims = unsupported_claims(text, item, user_words)
     if vocabulary is not None:
         claims += [
@@ -76,7 +100,35 @@ def check_reason(
     item_words = set(_CONTENT.findall(item.facts_text(max_list=50).lower()))
     if len(set(_CONTENT.findall(lowered)) & item_words) < 2:
         claims.append("<says nothing about the item>")
+    claims += _incoherent(lowered, " ".join([item.facts_text(max_list=50), user_words]).lower())
     return Reason(text=text, fallback=False, unsupported=claims)
+
+
+_NEGATION = re.compile(r"\b(?:not|no|never|nor|neither|without)\b|n't\b")
+_COMPOUND = re.compile(r"[a-z]+(?:-[a-z]+)+")
+
+
+def _incoherent(text: str, support: str) -> list[str]:
+    """Ways a small model's sentence goes wrong that the word checks above let through:
+    negations ("a superhero who is not in the Marvel films"), which no record can back unless
+    it or the user negates too; loops ("a robot who is not a robot but a robot"); and hyphenated
+    coinages ("light-on-the-chef") built from allowed words."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    out = []
+    if _NEGATION.search(text) and not _NEGATION.search(support):
+        out.append("<negation the record does not back>")
+    words = _ALPHA.findall(text)
+    counts: dict[str, int] = {}
+    for w in words:
+        if w not in ENGLISH_STOP_WORDS:
+            counts[w] = counts.get(w, 0) + 1
+    adjacent = any(a == b for a, b in zip(words, words[1:], strict=False))
+    backed = _ALPHA.findall(support)  # a word the record itself repeats may repeat
+    if adjacent or any(n >= 3 and backed.count(w) < n for w, n in counts.items()):
+        out.append("<repeats itself>")
+    out += [f"<coined word {c}>" for c in _COMPOUND.findall(text) if c not in support]
+    return out
 
 
 def reason_sources(item: Item, user_words: str, directory: Path | None = None) -> list[str]:
@@ -93,10 +145,13 @@ def generate_reasons(
     *,
     max_new_tokens: int = 32,
     directory: Path | None = None,
+    links: Sequence[Link | None] | None = None,
 ) -> list[Reason]:
-    """Batched generation for `items`; unsupported or empty reasons fall back to the template."""
+    """Batched generation for `items`; unsupported, empty or incoherent reasons fall back to
+    the template, which names the item's `links[i]` (its true link to the user's items)."""
     if not items:
         return []
+    links = list(links) if links is not None else [None] * len(items)
     prompts = [reason_prompt(llm, it, user_words, directory=directory) for it in items]
     sources = [reason_sources(it, user_words, directory) for it in items]
     allowed = [llm.vocabulary_of(src) for src in sources]
@@ -106,14 +161,13 @@ def generate_reasons(
     ]
     out: list[Reason] = []
     titles = [it.title for it in items]
-    for item, text, src in zip(items, texts, sources, strict=True):
+    for item, text, src, link in zip(items, texts, sources, links, strict=True):
         others = [t for t in titles if t != item.title]
         vocabulary = set(_ALPHA.findall(" ".join(src).lower()))
         checked = check_reason(text, item, user_words, others, vocabulary)
         if checked.unsupported:
-            out.append(
-                Reason(template_reason(item, user_words, directory), True, checked.unsupported)
-            )
+            fallback = template_reason(item, user_words, directory, link)
+            out.append(Reason(fallback, True, checked.unsupported, link))
         else:
             out.append(checked)
     return out

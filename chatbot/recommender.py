@@ -18,6 +18,7 @@ from typing import Any
 from chatbot.config import Settings
 from chatbot.constraints import CatalogSchema
 from chatbot.errors import InputError, NotIndexedError
+from chatbot.links import Link, find_link, seed_order
 from chatbot.mentions import TitleIndex
 from chatbot.model_files import rerank_mode_of
 from chatbot.reasons import generate_reasons, reason_prompt
@@ -35,6 +36,7 @@ from retrieval.collab import CollabSignals
 from retrieval.types import Candidate, Item
 
 log = logging.getLogger(__name__)
+MAX_LINK_SEEDS = 10  # the user's most recent liked/mentioned items a reason may link to
 
 
 @dataclass
@@ -194,10 +196,12 @@ class Recommender:
                 prep.user_words,
                 max_new_tokens=self.settings.llm.max_reason_tokens,
                 directory=self.settings.prompts.dir,
+                links=self.links(prep.state, [c.item for c in top]),
             )
             for rec, reason in zip(recs, reasons, strict=True):
                 rec.reason = reason.text
             counters["reason_fallback"] = sum(r.fallback for r in reasons)
+            counters["reason_link"] = sum(r.link is not None for r in reasons)
             clock.lap("reasons")
         state.add_assistant(
             reply, shown=[r.item_id for r in recs], max_history=self.settings.max_history_turns
@@ -269,21 +273,30 @@ class Recommender:
         ranked = [prep.candidates[i] for i in order][:k]
         recs = [self._card(c, rank) for rank, c in enumerate(ranked)]
         if reasons and use_llm and recs:
-            kf = self.settings.retrieval.k_final
+            shown = [c.item for c in ranked[: self.settings.retrieval.k_final]]
             out = generate_reasons(
                 self.llm,
-                [c.item for c in ranked[:kf]],
+                shown,
                 prep.user_words,
                 max_new_tokens=self.settings.llm.max_reason_tokens,
                 directory=self.settings.prompts.dir,
+                links=self.links(prep.state, shown),
             )
             for rec, reason in zip(recs, out, strict=False):
                 rec.reason = reason.text
             counters["reason_fallback"] = sum(r.fallback for r in out)
+            counters["reason_link"] = sum(r.link is not None for r in out)
             clock.lap("reasons")
         return TurnResult(
             reply="", recommendations=recs, timings_ms=clock.total(), counters=counters
         )
+
+    def links(self, state: DialogueState, items: Sequence[Item]) -> list[Link | None]:
+        """Each item's strongest true link to what the user liked or mentioned (or None)."""
+        ids = seed_order(state.liked, state.mentioned, state.rejected)[:MAX_LINK_SEEDS]
+        found = {it.item_id: it for it in self.store.get(ids)} if ids else {}
+        seeds = [found[i] for i in ids if i in found]
+        return [find_link(item, seeds, self.collab) for item in items]
 
     def cache_prompt_heads(self) -> None:
         """Once per recommender, before its first LLM call: run the static head of the rerank

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,7 +20,17 @@ ROLE_VARIABLES: dict[str, frozenset[str]] = {
     "naive_recommend": frozenset({"conversation"}),
 }
 # Variables a prompt file of the role may also use (the caller always supplies them).
-OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {"score": frozenset({"about"})}
+OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
+    "score": frozenset({"about"}),
+    "reason_fallback": frozenset({"link_phrase"}),
+}
+# `reason_links.toml`: one phrase per link kind (chatbot/links.py) and the variables it uses.
+LINK_PHRASE_VARIABLES: dict[str, frozenset[str]] = {
+    "director": frozenset({"name", "seed"}),
+    "star": frozenset({"name", "seed"}),
+    "actor": frozenset({"name", "seed"}),
+    "cooc": frozenset({"seed"}),
+}
 
 
 def bundled_prompt_dir() -> Path:
@@ -50,3 +61,32 @@ def load_template(role: str, filename: str | None = None, directory: Path | None
 def render(role: str, filename: str | None = None, directory: Path | None = None, **values) -> str:
     template = load_template(role, filename, directory)
     return template.format(**{k: v for k, v in values.items() if k in template.input_variables})
+
+
+@lru_cache(maxsize=16)
+def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate]:
+    """The link phrases of `reason_links.toml`, one template per link kind, checked once.
+    A prompt directory without the file (one written before links existed) uses the bundled one.
+    """
+    path = (directory or bundled_prompt_dir()) / "reason_links.toml"
+    if directory is not None and not path.is_file():
+        path = bundled_prompt_dir() / "reason_links.toml"
+    if not path.is_file():
+        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+    out = {}
+    for kind, variables in LINK_PHRASE_VARIABLES.items():
+        text = table.get(kind)
+        if not isinstance(text, str):
+            raise ConfigError(f"prompt file {path} needs a text value for {kind!r}: edit the file")
+        template = PromptTemplate.from_template(text)
+        if frozenset(template.input_variables) != variables:
+            raise ConfigError(
+                f"prompt file {path}: {kind!r} uses {sorted(template.input_variables)} but "
+                f"needs exactly {sorted(variables)}: edit the file"
+            )
+        out[kind] = template
+    return out

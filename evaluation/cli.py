@@ -27,7 +27,7 @@ from evaluation.baselines import (
     catalog_popularity,
     train_popularity,
 )
-from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue, user_words
+from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue
 from evaluation.report import write_report
 from evaluation.runner import K_EVAL, listed_ids, replay, score
 from evaluation.systems import RecommenderSystem
@@ -207,11 +207,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         log.warning("no popularity signal (no --train and no catalog popularity field)")
     runners = _make_systems(systems, rec, by_id, popularity, cat_pop, titles, settings)
 
-    def check_reason(reason: str, item_id: str, context: Any) -> bool:
+    def check_reason(reason: str, item_id: str, turn: Any) -> bool:
         from chatbot.factcheck import unsupported_claims
 
         item = by_id.get(item_id)
-        return item is not None and bool(unsupported_claims(reason, item, user_words(context)))
+        return item is not None and bool(
+            unsupported_claims(reason, item, turn.reason_support(by_id))
+        )
 
     runs = replay(runners, turns, check_reason=check_reason, progress=args.progress)
     head = metrics.head_items(popularity) if any(popularity.values()) else None

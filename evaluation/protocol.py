@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from evaluation.titles import TitleIndex
 from retrieval.dialogues import RecTurn
+from retrieval.types import Item
 
 PROTOCOLS = ("novel", "raw")
 MIN_VERBATIM_CHARS = 4  # shorter titles ("Up", "It") match ordinary words in the context
@@ -39,6 +40,13 @@ class EvalTurn:
 
     def gold_for(self, protocol: str) -> tuple[str, ...]:
         return self.novel_gold if protocol == "novel" else self.gold
+
+    def reason_support(self, records: Mapping[str, Item]) -> str:
+        """What a served reason may draw on besides its own item's record: the seeker's words
+        and the records of the items the dialogue mentioned (a reason may name its link to
+        one, e.g. "directed by Michael Mann, as was Heat")."""
+        seeds = [records[i].facts_text(max_list=50) for i in sorted(self.mentioned) if i in records]
+        return "\n".join([user_words(self.turn.context), *seeds])
 
     def ranking_for(self, protocol: str, ranked: Sequence[str], k: int) -> list[str]:
         """The ranking as scored under `protocol`, cut to k."""

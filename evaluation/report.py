@@ -95,7 +95,10 @@ def markdown(
         )
     noted = {k: v for k, v in run_counters.items() if any(v.values())}
     if noted:
-        lines.append("\nFallbacks (turns):")
+        lines.append(
+            "\nCounters, summed over turns (rerank_fallback: turns; reason_fallback: template "
+            "reasons; reason_link: template reasons naming a link to the user's items):"
+        )
         for name, c in noted.items():
             lines.append(f"- {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
     timed = {k: v for k, v in (stages or {}).items() if v}

@@ -22,7 +22,7 @@ RECALL_KS = (1, 10, 50)
 CHUNK = 8  # turns handed to a system at once (lets the naive LLM batch its generation)
 
 # (reason, item_id, context) -> does the reason state an unsupported fact?
-ReasonCheck = Callable[[str, str, Sequence[str]], bool]
+ReasonCheck = Callable[[str, str, EvalTurn], bool]  # (reason, item id, turn) -> unsupported
 
 
 @dataclass
@@ -63,7 +63,7 @@ def replay(
             for t, n_out, r_out in zip(chunk, novel, raw, strict=True):
                 bad = 0
                 if check_reason is not None:
-                    bad = sum(check_reason(text, i, t.turn.context) for i, text in n_out.reasons)
+                    bad = sum(check_reason(text, i, t) for i, text in n_out.reasons)
                 run.records.append(
                     TurnRecord({"novel": n_out.ranked, "raw": r_out.ranked}, n_out, bad)
                 )

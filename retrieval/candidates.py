@@ -194,14 +194,17 @@ def _popular(
     return [catalog[i] for i in order] + rest
 
 
+def leading_people(item: Item, field_name: str) -> list[str]:
+    """The first CREDITS_PER_FIELD names of the item's `field_name` (the leads), as written."""
+    value = item.metadata.get(field_name)
+    people = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    names = [p.strip() for p in people[:CREDITS_PER_FIELD] if isinstance(p, str)]
+    return [p for p in names if p]
+
+
 def _credits(item: Item) -> list[tuple[str, str]]:
     """(field, lower-cased name) of the item's leading people, per CREDIT_POINTS field."""
-    out = []
-    for name in CREDIT_POINTS:
-        value = item.metadata.get(name)
-        people = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        out += [(name, p.strip().lower()) for p in people[:CREDITS_PER_FIELD] if p.strip()]
-    return out
+    return [(name, p.lower()) for name in CREDIT_POINTS for p in leading_people(item, name)]
 
 
 def _shared_credits(catalog: dict[str, Item], seeds: list[str], popular: list[Item]) -> list[Item]:

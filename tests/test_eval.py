@@ -120,6 +120,22 @@ def test_short_titles_are_not_matched_verbatim() -> None:
     assert turn.mentioned == frozenset()
 
 
+def test_reasons_may_name_the_records_of_items_the_dialogue_mentioned() -> None:
+    from chatbot.factcheck import unsupported_claims
+
+    items = _items()
+    by_id = {it.item_id: it for it in items}
+    turn = resolve_turn(
+        _turn(["Collateral"], mentioned=["Heat"], context=("like Heat",)), TitleIndex(items)
+    )
+    link = "Collateral is a crime title; recommended alongside Heat (1995) in past conversations."
+    assert unsupported_claims(link, by_id["m2"], turn.reason_support(by_id)) == []
+    other = (
+        "Collateral is a crime title; recommended alongside Sicario (2015) in past conversations."
+    )
+    assert unsupported_claims(other, by_id["m2"], turn.reason_support(by_id)) == ["2015"]
+
+
 def test_sample_by_dialogue_takes_whole_dialogues() -> None:
     turns = [_turn(["Heat"], dialog_id=f"d{i // 3}") for i in range(30)]  # 10 dialogues x 3
     sample = sample_by_dialogue(turns, 9, seed=1)

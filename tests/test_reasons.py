@@ -95,3 +95,25 @@ def test_constrained_decoding_only_reuses_given_words(llm):
     words = set(llm.tokenizer.decode(ids).lower().replace(".", " ").split())
     assert words <= {"a", "quiet", "night", "drive", "in", "the", "city"}
     assert ids
+
+
+@pytest.mark.parametrize(
+    ("reason", "flag"),
+    [
+        ("A superhero who is not in the Marvel films.", "<negation the record does not back>"),
+        ("A robot story about a robot and its robot friend.", "<repeats itself>"),
+        ("A tense, tense night in Los Angeles.", "<repeats itself>"),
+        ("A crime story that is light-on-the-night.", "<coined word light-on-the-night>"),
+    ],
+)
+def test_incoherent_reasons_are_rejected(reason, flag):
+    assert flag in check_reason(reason, COLLATERAL, "", []).unsupported
+
+
+def test_negations_the_user_or_record_backs_are_kept():
+    backed = check_reason("A cab driver and a hitman in Los Angeles, no gore.", COLLATERAL, "", [])
+    assert "<negation the record does not back>" in backed.unsupported
+    ok = check_reason(
+        "A cab driver and a hitman in Los Angeles, no gore.", COLLATERAL, "nothing with no gore", []
+    )
+    assert ok.unsupported == []

@@ -1,0 +1,54 @@
+"""The strongest true link between a recommended item and the items the user talked about.
+
+    link = find_link(item, seeds, collab)  # Link("director", "Heat (1995)", "Michael Mann")
+
+Template reasons name it ("directed by Michael Mann, as was Heat"), so a user sees why an item
+was picked in terms they can check. Links are facts, never guesses: a shared director or
+leading star read from both catalog records, or a pair recommended together in the logged
+dialogues the collaborative signals were learnt from. Seeds come liked first, then the other
+mentioned items, most recent first; the first seed with a link of the best kind wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from retrieval.candidates import leading_people
+from retrieval.collab import CollabSignals
+from retrieval.types import Item
+
+# Link kinds, strongest first; people fields are the credits signal's fields.
+PEOPLE_FIELDS = ("director", "star", "actor")
+KINDS = (*PEOPLE_FIELDS, "cooc")
+
+
+@dataclass(frozen=True)
+class Link:
+    kind: str  # one of KINDS
+    seed_title: str
+    name: str = ""  # the shared person, for people links
+
+
+def find_link(item: Item, seeds: Sequence[Item], collab: CollabSignals | None) -> Link | None:
+    """The best link from `item` to one of `seeds` (best first), or None."""
+    for kind in PEOPLE_FIELDS:
+        people = {p.lower(): p for p in leading_people(item, kind)}
+        for seed in seeds:
+            shared = [p.lower() for p in leading_people(seed, kind) if p.lower() in people]
+            if shared and seed.item_id != item.item_id:
+                return Link(kind, seed.title, people[shared[0]])
+    if collab is not None:
+        for seed in seeds:
+            if collab.cooc.get(seed.item_id, {}).get(item.item_id, 0) > 0:
+                return Link("cooc", seed.title)
+    return None
+
+
+def seed_order(
+    liked: Sequence[str], mentioned: Sequence[str], rejected: Sequence[str]
+) -> list[str]:
+    """Seed ids for links: liked first, then other mentioned ones, each most recent first."""
+    skip = set(rejected)
+    ordered = [*reversed(liked), *reversed(mentioned)]
+    return [i for i in dict.fromkeys(ordered) if i not in skip]
