@@ -61,11 +61,19 @@ class Turn:
     avoid: tuple[str, ...]
 
 
-def load(limit: int | None, seed: int) -> list[Turn]:
-    """Dev turns with their signal rankings; collaborative signals from the train split."""
+@dataclasses.dataclass
+class DevSetup:
+    settings: Any  # the current settings, pointed at the ReDial catalog's collection
+    store: Any
+    collab: Any  # learnt from the train split only
+    titles: Any
+    dev: list  # dev RecTurns (the sample asked for)
+
+
+def setup(limit: int | None, seed: int) -> DevSetup:
+    """The ReDial catalog index, train-split collaborative signals and the dev turns."""
     from chatbot.config import load_settings
     from chatbot.indexing import field_map, open_store
-    from chatbot.recommender import Recommender
     from evaluation.baselines import catalog_popularity
     from evaluation.cli import catalog_key
     from evaluation.titles import TitleIndex
@@ -94,7 +102,16 @@ def load(limit: int | None, seed: int) -> list[Turn]:
     store = open_store(settings)
     if store.count() != len({it.item_id for it in items}):
         store.sync(items, progress=True)
-    rec = Recommender(settings, store, None, collab)
+    return DevSetup(settings, store, collab, titles, chosen)
+
+
+def load(limit: int | None, seed: int) -> list[Turn]:
+    """Dev turns with their signal rankings; collaborative signals from the train split."""
+    from chatbot.recommender import Recommender
+
+    dev = setup(limit, seed)
+    store, collab, titles, chosen = dev.store, dev.collab, dev.titles, dev.dev
+    rec = Recommender(dev.settings, store, None, collab)
     _, schema = rec.catalog()
 
     depth = max(max(values) for name, values in GRID if name == "k_retrieve")
