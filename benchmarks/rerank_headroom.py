@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 from pathlib import Path
@@ -87,19 +86,15 @@ def scores_by_turn(turns, owner, ids_by_turn, score, chosen):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--window", type=int, nargs="+", default=[20, 50])
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="also write the rows here")
-    opts = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not tune_retrieval.DATA.is_dir():
-        print(f"error: {tune_retrieval.DATA} not found: the benchmarks read the shared datasets")
+    opts = tune_retrieval.dev_options(ap, "also write the rows here")
+    if not tune_retrieval.data_ready():
         return 2
     from sklearn.linear_model import LogisticRegression
 
     config = tune_retrieval.configured_weights()
     depth = int(config.pop("k_retrieve"))
     weights = FusionWeights(**config)
-    turns = tune_retrieval.load(None, opts.seed)
+    turns = tune_retrieval.load(opts.limit or None, opts.seed)
     dialogues = sorted({t.eval_turn.turn.dialog_id for t in turns})
     np.random.default_rng(opts.seed).shuffle(dialogues)
     fold_of = {d: i % FOLDS for i, d in enumerate(dialogues)}

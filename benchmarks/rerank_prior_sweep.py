@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import sys
 import time
@@ -91,13 +90,8 @@ def evaluate(eval_turns, scored, prior: float) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adapter", type=Path, required=True, help="adapter dir to compare")
-    ap.add_argument("--limit", type=int, default=0, help="dev turns sampled by dialogue; 0 = all")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="also write the rows here")
-    opts = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not tune_retrieval.DATA.is_dir():
-        print(f"error: {tune_retrieval.DATA} not found: the benchmarks read the shared datasets")
+    opts = tune_retrieval.dev_options(ap, "also write the rows here")
+    if not tune_retrieval.data_ready():
         return 2
     dev = tune_retrieval.setup(opts.limit or None, opts.seed)
     dev.settings = dev.settings.model_copy(

@@ -211,15 +211,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def dev_options(ap: argparse.ArgumentParser, json_help: str) -> argparse.Namespace:
+    """Parse the options every dev-split benchmark shares (after the script's own)."""
     ap.add_argument("--limit", type=int, default=0, help="dev turns sampled by dialogue; 0 = all")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, help="also write the rows and the chosen config here")
-    opts = ap.parse_args()
+    ap.add_argument("--json", type=Path, help=json_help)
+    return ap.parse_args()
+
+
+def data_ready() -> bool:
+    """Quiet logging, and whether the shared ReDial data is there (an error line if not)."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not DATA.is_dir():
         print(f"error: {DATA} not found: the benchmarks read the shared datasets")
+    return DATA.is_dir()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    opts = dev_options(ap, "also write the rows and the chosen config here")
+    if not data_ready():
         return 2
     turns = load(opts.limit or None, opts.seed)
     n_gold = sum(len(t.eval_turn.novel_gold) for t in turns)
