@@ -172,6 +172,8 @@ class TitleIndex:
                 )
                 if len(start_key) == 1 and not self._plausible_single(text, start, year):
                     continue
+                if not year and _generic_phrase(text, spans, i, end_word, key):
+                    continue
                 item_id, title = self._pick(entries, year)
                 span_end = end_word + (1 if year else 0)
                 for j in range(i, min(span_end, len(words))):
@@ -203,6 +205,37 @@ class TitleIndex:
                     return item_id, title
         best = max(entries, key=lambda e: e[3])
         return best[0], best[1]
+
+
+_DETERMINERS = frozenset({"a", "an", "some", "any", "another"})
+_MEDIA = frozenset({"movie", "movies", "film", "films", "flick", "flicks", "show", "shows"})
+_CUES = frozenset({"like", "liked", "loved", "love", "enjoyed", "watched", "seen", "saw", "called"})
+
+
+def _generic_phrase(
+    text: str, spans: list[tuple[str, int]], i: int, end: int, key: tuple[str, ...]
+) -> bool:  # key: the matched words, a leading article included
+    """Whether a lowercase, year-less multi-word match reads as a request, not a title:
+    "a scary movie", "a love story" (after an indefinite determiner, so a lowercase "a quiet
+    place" is lost too), "good superhero movie" (a two-word title ending in a media noun, with
+    no cue like "loved" before it), "good kids movies" (followed by a media noun within two
+    words). Written capitalised or with a year, or after a cue ("I loved scary movie", "seen
+    the love story"), it stays a title."""
+    words = [w for w, _ in spans]
+    first, last = spans[i][1], spans[end - 1][1] + len(words[end - 1])
+    if any(c.isupper() for c in text[first:last]):
+        return False
+    if key[0] in _DETERMINERS:  # "a love story", "like a superhero movie"
+        return True
+    before = words[i - 1] if i > 0 else ""
+    if before in _CUES or (i > 1 and words[i - 2] in _CUES and before == "the"):
+        return False
+    if before in _DETERMINERS:  # "any scary movie"
+        return True
+    title = key[1:] if key[0] in _ARTICLES else key
+    if len(title) == 2 and title[-1] in _MEDIA:
+        return True
+    return any(w in _MEDIA for w in words[end : end + 2])
 
 
 def _sentiment(text: str, start: int, end: int) -> str:

@@ -15,6 +15,9 @@ ITEMS = [
     Item("3", "The Babadook (2014)", "", {"genres": ["horror"]}),
     Item("4", "The Dark Knight", "", {"year": 2008, "genres": ["action", "crime"]}),
     Item("5", "Heat", "", {"year": 1986, "genres": ["action"], "popularity": 5}),
+    Item("6", "Scary Movie", "", {"year": 2000, "genres": ["comedy"]}),
+    Item("7", "Love Story", "", {"year": 1986, "genres": ["romance"]}),
+    Item("8", "Toy Story", "", {"year": 1995, "genres": ["animation"]}),
 ]
 SCHEMA = CatalogSchema(
     genres=frozenset({"crime", "thriller", "horror", "animation", "family", "comedy", "sci-fi"}),
@@ -39,6 +42,16 @@ def index():
         ("I loved Up! Great film", [("2", "liked")]),
         ("it was up to you, the heat is on", []),  # common words are not titles
         ("Up is great", []),  # a one-word common title at sentence start is ambiguous
+        # Lowercase requests that happen to be titles are not mentions...
+        ("I want a scary movie", []),
+        ("something like a love story", []),
+        ("a good scary movie please", []),
+        ("love story movies for tonight", []),
+        # ...but written as a title, with a year or after a cue, they are.
+        ("Scary Movie was hilarious", [("6", "liked")]),
+        ("scary movie (2000) please", [("6", "liked")]),
+        ("I loved scary movie", [("6", "liked")]),
+        ("toy story is great", [("8", "liked")]),
     ],
 )
 def test_title_mentions_and_sentiment(index, text, expected):
