@@ -46,7 +46,8 @@ def template_reason(
     ]
     # A genre the user asked for leads, so the match phrase names a genre the card shows.
     genres = list(dict.fromkeys([*(g for g in overlap if g in item.genres), *item.genres]))[:2]
-    match = f", matching your request for {overlap[0]}" if overlap else ""
+    wanted = re.sub(r"^for\s+", "", overlap[0]) if overlap else ""  # tag "for kids"
+    match = f", matching your request for {wanted}" if overlap else ""
     year = f" from {item.year}" if item.year and str(item.year) not in item.title else ""
     kind = (" and ".join(genres) + " title") if genres else "catalog pick"
     return render(

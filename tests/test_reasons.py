@@ -61,6 +61,10 @@ def test_template_reason_uses_only_facts():
         == "Collateral is a crime and thriller title from 2004, matching your request for crime."
     )
     assert unsupported_claims(text, COLLATERAL, "a crime movie please") == []
+    kids = Item("k", "Paddington", "", {"year": 2014, "genres": ["family"], "tags": ["for kids"]})
+    assert template_reason(kids, "something for the kids") == (
+        "Paddington is a family title from 2014, matching your request for kids."
+    )
 
 
 def test_real_llm_reasons_are_grounded(llm):
