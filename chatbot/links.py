@@ -14,18 +14,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from retrieval.candidates import leading_people
+from retrieval.candidates import CREDIT_POINTS, leading_people
 from retrieval.collab import CollabSignals
 from retrieval.types import Item
 
-# Link kinds, strongest first; people fields are the credits signal's fields.
-PEOPLE_FIELDS = ("director", "star", "actor")
-KINDS = (*PEOPLE_FIELDS, "cooc")
+# People links, strongest first: the credits signal's fields (director, star, actor).
+PEOPLE_FIELDS = tuple(sorted(CREDIT_POINTS, key=lambda f: -CREDIT_POINTS[f]))
 
 
 @dataclass(frozen=True)
 class Link:
-    kind: str  # one of KINDS
+    kind: str  # a PEOPLE_FIELDS name, or "cooc" (prompts/reason_links.toml has one phrase each)
     seed_title: str
     name: str = ""  # the shared person, for people links
 

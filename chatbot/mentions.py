@@ -172,7 +172,7 @@ class TitleIndex:
                 )
                 if len(start_key) == 1 and not self._plausible_single(text, start, year):
                     continue
-                if not year and _generic_phrase(text, spans, i, end_word, key):
+                if not year and _generic_phrase(text, spans, words, i, end_word, key):
                     continue
                 item_id, title = self._pick(entries, year)
                 span_end = end_word + (1 if year else 0)
@@ -213,15 +213,19 @@ _CUES = frozenset({"like", "liked", "loved", "love", "enjoyed", "watched", "seen
 
 
 def _generic_phrase(
-    text: str, spans: list[tuple[str, int]], i: int, end: int, key: tuple[str, ...]
-) -> bool:  # key: the matched words, a leading article included
+    text: str,
+    spans: list[tuple[str, int]],
+    words: list[str],
+    i: int,
+    end: int,
+    key: tuple[str, ...],
+) -> bool:  # words[i:end] matched `key` (a leading article included); spans: (word, offset)
     """Whether a lowercase, year-less multi-word match reads as a request, not a title:
     "a scary movie", "a love story" (after an indefinite determiner, so a lowercase "a quiet
     place" is lost too), "good superhero movie" (a two-word title ending in a media noun, with
     no cue like "loved" before it), "good kids movies" (followed by a media noun within two
     words). Written capitalised or with a year, or after a cue ("I loved scary movie", "seen
     the love story"), it stays a title."""
-    words = [w for w, _ in spans]
     first, last = spans[i][1], spans[end - 1][1] + len(words[end - 1])
     if any(c.isupper() for c in text[first:last]):
         return False

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 from chatbot.factcheck import unsupported_claims
@@ -105,6 +107,15 @@ def check_reason(
     return Reason(text=text, fallback=False, unsupported=claims)
 
 
+@lru_cache(maxsize=1)
+def stop_words() -> frozenset[str]:
+    """scikit-learn's English stop words. Importing them takes ~0.8 s, so the recommender
+    loads them at startup (`Recommender.cache_prompt_heads`), not on a user's first turn."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS)
+
+
 _NEGATION = re.compile(r"\b(?:not|no|never|nor|neither|without)\b|n't\b")
 _COMPOUND = re.compile(r"[a-z]+(?:-[a-z]+)+")
 
@@ -114,19 +125,14 @@ def _incoherent(text: str, support: str) -> list[str]:
     negations ("a superhero who is not in the Marvel films"), which no record can back unless
     it or the user negates too; loops ("a robot who is not a robot but a robot"); and hyphenated
     coinages ("light-on-the-chef") built from allowed words."""
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
     out = []
     if _NEGATION.search(text) and not _NEGATION.search(support):
         out.append("<negation the record does not back>")
     words = _ALPHA.findall(text)
-    counts: dict[str, int] = {}
-    for w in words:
-        if w not in ENGLISH_STOP_WORDS:
-            counts[w] = counts.get(w, 0) + 1
+    counts = Counter(w for w in words if w not in stop_words())
     adjacent = any(a == b for a, b in zip(words, words[1:], strict=False))
-    backed = _ALPHA.findall(support)  # a word the record itself repeats may repeat
-    if adjacent or any(n >= 3 and backed.count(w) < n for w, n in counts.items()):
+    backed = Counter(_ALPHA.findall(support))  # a word the record itself repeats may repeat
+    if adjacent or any(n >= 3 and backed[w] < n for w, n in counts.items()):
         out.append("<repeats itself>")
     out += [f"<coined word {c}>" for c in _COMPOUND.findall(text) if c not in support]
     return out

@@ -21,7 +21,7 @@ from chatbot.errors import InputError, NotIndexedError
 from chatbot.links import Link, find_link, seed_order
 from chatbot.mentions import TitleIndex
 from chatbot.model_files import rerank_mode_of
-from chatbot.reasons import generate_reasons, reason_prompt
+from chatbot.reasons import generate_reasons, reason_prompt, stop_words
 from chatbot.rerank import (
     format_conversation,
     rerank,
@@ -313,6 +313,7 @@ class Recommender:
             self.llm.cache_head(self.rerank_prompt(mark, []), mark)
             self.llm.cache_head(self.score_prompt(mark, Candidate(blank, 0.0)), mark)
             self.llm.cache_head(reason, mark)
+            stop_words()  # the reason checks' word list, loaded once here rather than per turn
             self._heads_cached = True
 
     def rerank_prompt(self, conversation: str, items: Sequence[Item]) -> str:
