@@ -46,6 +46,9 @@ def main() -> int:
     ap.add_argument("--lora-layers", type=int, default=8, help="top N layers get LoRA (0 = all)")
     ap.add_argument("--rerank-mode", choices=["logits", "pointwise"], help="default: config")
     ap.add_argument("--negatives", type=int, default=3, help="pointwise: negatives per turn")
+    ap.add_argument(
+        "--depth", type=int, help="pointwise: train examples from the top N (default k)"
+    )
     ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
     ap.add_argument(
@@ -78,6 +81,7 @@ def main() -> int:
     job = FinetuneJob(
         dialogues=DATA / "valid_data_processed.jsonl", train=train, fmt="redial",
         catalog=DATA / "id2info.json", catalog_format="redial", negatives=opts.negatives,
+        depth=opts.depth,
     )  # fmt: skip
     t0 = time.perf_counter()
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)

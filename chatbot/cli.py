@@ -49,7 +49,7 @@ def _common(p: argparse.ArgumentParser) -> None:
         dest="reasons",
         action="store_const",
         const=False,
-        help="skip LLM reasons (faster)",
+        help="template reasons only, no LLM time (faster)",
     )
     g.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
 

@@ -143,7 +143,11 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     max_message_chars: int = Field(2000, description="Longer messages are refused.", ge=1)
     max_history_turns: int = Field(40, description="Utterances kept in a session's context.")
-    reasons: bool = Field(True, description="Generate an LLM reason per recommendation.")
+    reasons: bool = Field(
+        True,
+        description="LLM-written reasons (checked; a template reason where a check fails). "
+        "Off: template reasons only (facts plus a true link to the user's titles), no LLM time.",
+    )
 
     @field_validator("retrieval")
     @classmethod

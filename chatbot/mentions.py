@@ -15,6 +15,7 @@ from retrieval.types import Item
 
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _YEAR = re.compile(r"\((\d{4})\)\s*$")
+_NEXT_WORD = re.compile(r"[ \t]+([A-Za-z][\w']*)")
 _ARTICLES = {"the", "a", "an"}
 COMMON_WORDS = frozenset(
     [
@@ -170,7 +171,9 @@ class TitleIndex:
                     if end_word < len(words) and re.fullmatch(r"(19|20)\d\d", words[end_word])
                     else None
                 )
-                if len(start_key) == 1 and not self._plausible_single(text, start, year):
+                # A year backs a one-word title only when it is that title's year ("a 2017").
+                dated = year if any(e[2] == year for e in entries) else None
+                if len(start_key) == 1 and not self._plausible_single(text, start, dated):
                     continue
                 if not year and _generic_phrase(text, spans, words, i, end_word, key):
                     continue
@@ -195,7 +198,10 @@ class TitleIndex:
         if original.lower() in COMMON_WORDS and not _CUE_BEFORE.search(before.lower()):
             return False
         sentence_start = not before or before[-1] in ".!?"
-        return not sentence_start
+        # "Jack Black", "Bruce Willis", "Watch Later": the word opens a longer capitalised name.
+        after = _NEXT_WORD.match(text, start + len(original))
+        in_name = after is not None and after.group(1)[:1].isupper() and after.group(1) != "I"
+        return not sentence_start and not in_name
 
     @staticmethod
     def _pick(entries, year: str | None) -> tuple[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -138,11 +139,28 @@ def _incoherent(text: str, support: str) -> list[str]:
     return out
 
 
-def reason_sources(item: Item, user_words: str, directory: Path | None = None) -> list[str]:
-    """Texts a reason may draw words from: the item's facts, the user's words, function words."""
+def reason_sources(item: Item, directory: Path | None = None) -> list[str]:
+    """Texts a reason may draw words from: the item's facts and function words. Not the user's
+    words: a small model turns them into claims about the item ("a French film" because the
+    user asked for one), which no check can tell from a true match."""
     glue = (directory or bundled_prompt_dir()) / "reason_words.txt"
     words = glue.read_text(encoding="utf-8") if glue.is_file() else ""
-    return [item.facts_text(max_list=50), user_words, words, ".,;-'"]
+    return [item.facts_text(max_list=50), words, ".,;-'"]
+
+
+def template_reasons(
+    items: Sequence[Item],
+    user_words: str,
+    *,
+    directory: Path | None = None,
+    links: Sequence[Link | None] | None = None,
+) -> list[Reason]:
+    """Template reasons only (no LLM time): each names the item's facts and its true link."""
+    links = list(links) if links is not None else [None] * len(items)
+    return [
+        Reason(template_reason(item, user_words, directory, link), True, [], link)
+        for item, link in zip(items, links, strict=True)
+    ]
 
 
 def generate_reasons(
@@ -160,7 +178,7 @@ def generate_reasons(
         return []
     links = list(links) if links is not None else [None] * len(items)
     prompts = [reason_prompt(llm, it, user_words, directory=directory) for it in items]
-    sources = [reason_sources(it, user_words, directory) for it in items]
+    sources = [reason_sources(it, directory) for it in items]
     allowed = [llm.vocabulary_of(src) for src in sources]
     texts = [
         _first_sentence(t)
@@ -173,8 +191,8 @@ def generate_reasons(
         vocabulary = set(_ALPHA.findall(" ".join(src).lower()))
         checked = check_reason(text, item, user_words, others, vocabulary)
         if checked.unsupported:
-            fallback = template_reason(item, user_words, directory, link)
-            out.append(Reason(fallback, True, checked.unsupported, link))
+            (fallback,) = template_reasons([item], user_words, directory=directory, links=[link])
+            out.append(dataclasses.replace(fallback, unsupported=checked.unsupported))
         else:
             out.append(checked)
     return out

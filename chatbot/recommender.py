@@ -21,7 +21,7 @@ from chatbot.errors import InputError, NotIndexedError
 from chatbot.links import Link, find_link, seed_order
 from chatbot.mentions import TitleIndex
 from chatbot.model_files import rerank_mode_of
-from chatbot.reasons import generate_reasons, reason_prompt, stop_words
+from chatbot.reasons import Reason, generate_reasons, reason_prompt, stop_words, template_reasons
 from chatbot.rerank import (
     format_conversation,
     rerank,
@@ -187,22 +187,14 @@ class Recommender:
             stage="ranked",
             filters=state.constraints.labels(),
         )
+        if not self.settings.reasons:  # template reasons cost no LLM time: show them at once
+            self._write_reasons(prep, top, recs, counters, clock)
+            ranked.recommendations = [dataclasses.replace(r) for r in recs]
+            ranked.counters = dict(counters)
         ranked.timings_ms["first_rec"] = (time.perf_counter() - clock.t0) * 1000
         yield ranked
         if self.settings.reasons:
-            reasons = generate_reasons(
-                self.llm,
-                [c.item for c in top],
-                prep.user_words,
-                max_new_tokens=self.settings.llm.max_reason_tokens,
-                directory=self.settings.prompts.dir,
-                links=self.links(prep.state, [c.item for c in top]),
-            )
-            for rec, reason in zip(recs, reasons, strict=True):
-                rec.reason = reason.text
-            counters["reason_fallback"] = sum(r.fallback for r in reasons)
-            counters["reason_link"] = sum(r.link is not None for r in reasons)
-            clock.lap("reasons")
+            self._write_reasons(prep, top, recs, counters, clock)
         state.add_assistant(
             reply, shown=[r.item_id for r in recs], max_history=self.settings.max_history_turns
         )
@@ -273,23 +265,42 @@ class Recommender:
         ranked = [prep.candidates[i] for i in order][:k]
         recs = [self._card(c, rank) for rank, c in enumerate(ranked)]
         if reasons and use_llm and recs:
-            shown = [c.item for c in ranked[: self.settings.retrieval.k_final]]
-            out = generate_reasons(
-                self.llm,
-                shown,
-                prep.user_words,
-                max_new_tokens=self.settings.llm.max_reason_tokens,
-                directory=self.settings.prompts.dir,
-                links=self.links(prep.state, shown),
-            )
-            for rec, reason in zip(recs, out, strict=False):
-                rec.reason = reason.text
-            counters["reason_fallback"] = sum(r.fallback for r in out)
-            counters["reason_link"] = sum(r.link is not None for r in out)
-            clock.lap("reasons")
+            n = self.settings.retrieval.k_final
+            self._write_reasons(prep, ranked[:n], recs[:n], counters, clock)
         return TurnResult(
             reply="", recommendations=recs, timings_ms=clock.total(), counters=counters
         )
+
+    def _write_reasons(
+        self,
+        prep: Prepared,
+        shown: Sequence[Candidate],
+        recs: Sequence[Recommendation],
+        counters: dict[str, int],
+        clock: _Clock,
+    ) -> None:
+        """Fill `recs[i].reason` for `shown[i]`: LLM-written and checked when `reasons` is on,
+        else (or when a check fails) a template naming the item's true link to the user."""
+        items = [c.item for c in shown]
+        links = self.links(prep.state, items)
+        directory = self.settings.prompts.dir
+        out: list[Reason]
+        if self.settings.reasons:
+            out = generate_reasons(
+                self.llm,
+                items,
+                prep.user_words,
+                max_new_tokens=self.settings.llm.max_reason_tokens,
+                directory=directory,
+                links=links,
+            )
+        else:
+            out = template_reasons(items, prep.user_words, directory=directory, links=links)
+        for rec, reason in zip(recs, out, strict=True):
+            rec.reason = reason.text
+        counters["reason_fallback"] = sum(r.fallback for r in out)
+        counters["reason_link"] = sum(r.link is not None for r in out)
+        clock.lap("reasons")
 
     def links(self, state: DialogueState, items: Sequence[Item]) -> list[Link | None]:
         """Each item's strongest true link to what the user liked or mentioned (or None)."""

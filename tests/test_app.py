@@ -106,6 +106,22 @@ def test_chat_streams_cards_then_reasons(server):
     assert bot_text(final[1]).startswith("Here are 5 picks")
 
 
+def test_reasons_off_serves_template_reasons_at_once(fast, demo_catalog):
+    """`reasons = false` (`--no-reasons`): every card gets a truthful template reason in the
+    first update; nothing is left "pending", in the API or in the chat's cards."""
+    client, _ = fast
+    result = client.predict(KIDS, "no-llm-reasons", api_name="/recommend")
+    assert len(result["recommendations"]) == 5
+    for rec in result["recommendations"]:
+        row = demo_catalog[rec["item_id"]]
+        assert rec["reason"].startswith(row["title"]), rec["reason"]
+        assert str(row["year"]) in rec["reason"]
+    job = client.submit(KIDS, api_name="/chat")
+    job.result(timeout=600)
+    cards = [out[2] for out in job.outputs() if isinstance(out[2], str) and 'class="card' in out[2]]
+    assert cards and all('class="reason pending"' not in html for html in cards)
+
+
 def test_two_turns_keep_constraints_and_never_repeat(fast, demo_catalog):
     client, sessions = fast
     first = client.predict(SCI_FI, "two-turns", api_name="/recommend")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chatbot.factcheck import unsupported_claims
-from chatbot.reasons import check_reason, generate_reasons, template_reason
+from chatbot.reasons import check_reason, generate_reasons, reason_sources, template_reason
 from retrieval.types import Item
 
 COLLATERAL = Item(
@@ -52,6 +54,16 @@ def test_made_up_words_are_rejected():
     assert bad.unsupported == ["<unknown word hitgun>"]
     good = check_reason("A cab driver and a hitman in Los Angeles.", COLLATERAL, "", [], vocabulary)
     assert good.unsupported == []
+
+
+def test_user_words_are_not_a_source_of_claims():
+    """The user asked for a French film; a reason may not call Collateral one."""
+    words = set(re.findall(r"[a-z]+", " ".join(reason_sources(COLLATERAL)).lower()))
+    lie = "A classic French crime film set in Los Angeles."
+    checked = check_reason(lie, COLLATERAL, "a classic French crime film", [], words)
+    assert "<unknown word french>" in checked.unsupported
+    true = "A classic crime film set in Los Angeles."
+    assert not check_reason(true, COLLATERAL, "a classic French crime film", [], words).unsupported
 
 
 def test_template_reason_uses_only_facts():

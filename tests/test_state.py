@@ -52,6 +52,11 @@ def index():
         ("scary movie (2000) please", [("6", "liked")]),
         ("I loved scary movie", [("6", "liked")]),
         ("toy story is great", [("8", "liked")]),
+        # A one-word title opening a longer capitalised name is part of that name.
+        ("anything with Heat Miser in it", []),
+        ("I loved Heat I think", [("1", "liked")]),
+        ("loved up 2009 so much", [("2", "liked")]),  # its year backs a common word...
+        ("prices went up 2017 to 2018", []),  # ...another year does not
     ],
 )
 def test_title_mentions_and_sentiment(index, text, expected):
