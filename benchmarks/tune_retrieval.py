@@ -105,11 +105,12 @@ def setup(limit: int | None, seed: int) -> DevSetup:
     return DevSetup(settings, store, collab, titles, chosen)
 
 
-def load(limit: int | None, seed: int) -> list[Turn]:
-    """Dev turns with their signal rankings; collaborative signals from the train split."""
+def load(limit: int | None, seed: int, dev: DevSetup | None = None) -> list[Turn]:
+    """Dev turns with their signal rankings; collaborative signals from the train split
+    (`dev`: an existing `setup(limit, seed)`, to reuse)."""
     from chatbot.recommender import Recommender
 
-    dev = setup(limit, seed)
+    dev = dev or setup(limit, seed)
     store, collab, titles, chosen = dev.store, dev.collab, dev.titles, dev.dev
     rec = Recommender(dev.settings, store, None, collab)
     _, schema = rec.catalog()
