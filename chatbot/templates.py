@@ -30,6 +30,7 @@ LINK_PHRASE_VARIABLES: dict[str, frozenset[str]] = {
     "star": frozenset({"name", "seed"}),
     "actor": frozenset({"name", "seed"}),
     "cooc": frozenset({"seed"}),
+    "genres": frozenset({"name", "seed"}),
 }
 
 
@@ -77,6 +78,11 @@ def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+    bundled = bundled_prompt_dir() / "reason_links.toml"
+    if (
+        path.resolve() != bundled.resolve()
+    ):  # a kind added after the file was written takes the bundled phrase
+        table = {**tomllib.loads(bundled.read_text(encoding="utf-8")), **table}
     out = {}
     for kind, variables in LINK_PHRASE_VARIABLES.items():
         text = table.get(kind)

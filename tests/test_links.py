@@ -23,7 +23,7 @@ def film(item_id, title, director, stars, genres=("crime",)):
 HEAT = film("h", "Heat (1995)", "Michael Mann", ["Al Pacino", "Robert De Niro"])
 COLLATERAL = film("c", "Collateral", "Michael Mann", ["Tom Cruise"])
 TAXI = film("t", "Taxi Driver", "Martin Scorsese", ["Robert De Niro"])
-LATE = film("l", "Late Star", "Someone Else", ["A", "B", "C", "Robert De Niro"])  # 4th billed
+LATE = film("l", "Late Star", "Someone", ["A", "B", "C", "Robert De Niro"], ("war",))  # 4th billed
 UP = film("u", "Up", "Pete Docter", ["Ed Asner"], genres=("animation", "adventure"))
 
 
@@ -37,6 +37,25 @@ def test_links_prefer_a_shared_director_then_a_leading_star_then_co_recommendati
     assert find_link(HEAT, [HEAT], None) is None  # an item is never linked to itself
     # The first seed with the best kind of link wins: a director beats an earlier star seed.
     assert find_link(COLLATERAL, [TAXI, HEAT], None).kind == "director"
+
+
+def test_without_a_stronger_link_shared_genres_link_to_the_seed_sharing_most():
+    thriller = film("x", "Thief", "D1", ["S1"], genres=("crime", "thriller", "drama"))
+    drama = film("d", "Sad Story", "D2", ["S2"], genres=("drama",))
+    heist = film("hs", "Heist Movie", "D3", ["S3"], genres=("thriller", "crime"))
+    # The item's own genre order names them; the seed sharing two beats an earlier one sharing one.
+    assert find_link(thriller, [drama, heist], None) == Link(
+        "genres", "Heist Movie", "the crime and thriller genres"
+    )
+    assert find_link(thriller, [drama], None) == Link("genres", "Sad Story", "the drama genre")
+    assert find_link(UP, [drama], None) is None  # nothing shared, no link
+    # People and co-recommendation links still come first.
+    assert find_link(COLLATERAL, [heist, HEAT], None).kind == "director"
+    text = template_reason(thriller, "", link=find_link(thriller, [heist], None))
+    assert text == (
+        "Thief is a crime and thriller title from 1990; it shares the crime and thriller genres"
+        " with Heist Movie."
+    )
 
 
 def test_seed_order_is_liked_then_mentioned_most_recent_first_without_rejected():
@@ -57,7 +76,16 @@ def test_template_reason_names_the_link_with_the_right_article():
 
 
 def test_link_phrases_are_checked_and_a_prompt_dir_without_them_uses_the_bundled_ones(tmp_path):
-    assert set(load_link_phrases(tmp_path)) == {"director", "star", "actor", "cooc"}
+    assert set(load_link_phrases(tmp_path)) == {"director", "star", "actor", "cooc", "genres"}
+    old = tmp_path / "old"  # written before genre links existed: that phrase comes bundled
+    old.mkdir()
+    (old / "reason_links.toml").write_text(
+        'director = "by {name} ({seed})"\nstar = "{name} {seed}"\nactor = "{name} {seed}"\n'
+        'cooc = "{seed}"\n'
+    )
+    phrases = load_link_phrases(old)
+    assert phrases["director"].template == "by {name} ({seed})"
+    assert phrases["genres"].template == load_link_phrases(None)["genres"].template
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "reason_links.toml").write_text(
