@@ -215,6 +215,31 @@ class TitleIndex:
 
 _DETERMINERS = frozenset({"a", "an", "some", "any", "another"})
 _MEDIA = frozenset({"movie", "movies", "film", "films", "flick", "flicks", "show", "shows"})
+_KINDS = frozenset(  # "old school comedies": a kind of film follows, so the words describe it
+    {
+        "comedy",
+        "comedies",
+        "horror",
+        "horrors",
+        "thriller",
+        "thrillers",
+        "drama",
+        "dramas",
+        "romance",
+        "romances",
+        "romcom",
+        "romcoms",
+        "documentary",
+        "documentaries",
+        "cartoon",
+        "cartoons",
+        "musical",
+        "musicals",
+        "western",
+        "westerns",
+        "action",
+    }
+)
 _CUES = frozenset({"like", "liked", "loved", "love", "enjoyed", "watched", "seen", "saw", "called"})
 
 
@@ -230,11 +255,17 @@ def _generic_phrase(
     "a scary movie", "a love story" (after an indefinite determiner, so a lowercase "a quiet
     place" is lost too), "good superhero movie" (a two-word title ending in a media noun, with
     no cue like "loved" before it), "good kids movies" (followed by a media noun within two
-    words). Written capitalised or with a year, or after a cue ("I loved scary movie", "seen
-    the love story"), it stays a title."""
+    words) or by a kind of film ("old school comedies"), and a sentence-opening interjection
+    ("Sure thing!"). A capital that only opens the sentence does not count. Written capitalised
+    or with a year, or after a cue ("I loved scary movie", "seen the love story"), it stays a
+    title."""
     first, last = spans[i][1], spans[end - 1][1] + len(words[end - 1])
-    if any(c.isupper() for c in text[first:last]):
+    before_text = text[:first].rstrip()
+    opens = not before_text or before_text[-1] in ".!?"  # its capital says nothing
+    if any(c.isupper() for c in text[first + 1 if opens else first : last]):
         return False
+    if opens and text[last:].lstrip()[:1] in ("!", ","):  # "Sure thing!", "Good night,"
+        return True
     if key[0] in _DETERMINERS:  # "a love story", "like a superhero movie"
         return True
     before = words[i - 1] if i > 0 else ""
@@ -245,7 +276,7 @@ def _generic_phrase(
     title = key[1:] if key[0] in _ARTICLES else key
     if len(title) == 2 and title[-1] in _MEDIA:
         return True
-    return any(w in _MEDIA for w in words[end : end + 2])
+    return any(w in _MEDIA or w in _KINDS for w in words[end : end + 2])
 
 
 def _sentiment(text: str, start: int, end: int) -> str:

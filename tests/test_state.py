@@ -52,6 +52,9 @@ def index():
         ("scary movie (2000) please", [("6", "liked")]),
         ("I loved scary movie", [("6", "liked")]),
         ("toy story is great", [("8", "liked")]),
+        ("Love story! I am in", []),  # an interjection opening the sentence
+        ("Love Story! I loved it", [("7", "liked")]),  # ...not when written as a title
+        ("love story comedies please", []),  # followed by a kind of film
         # A one-word title opening a longer capitalised name is part of that name.
         ("anything with Heat Miser in it", []),
         ("I loved Heat I think", [("1", "liked")]),
