@@ -200,7 +200,8 @@ class TitleIndex:
         sentence_start = not before or before[-1] in ".!?"
         # "Jack Black", "Bruce Willis", "Watch Later": the word opens a longer capitalised name.
         after = _NEXT_WORD.match(text, start + len(original))
-        in_name = after is not None and after.group(1)[:1].isupper() and after.group(1) != "I"
+        nxt = after.group(1) if after is not None else ""
+        in_name = nxt[:1].isupper() and nxt != "I" and nxt.lower() not in _MEDIA | _KINDS
         return not sentence_start and not in_name
 
     @staticmethod

@@ -58,6 +58,7 @@ def index():
         # A one-word title opening a longer capitalised name is part of that name.
         ("anything with Heat Miser in it", []),
         ("I loved Heat I think", [("1", "liked")]),
+        ("I like Heat Movie", [("1", "liked")]),  # a media noun is not a name
         ("loved up 2009 so much", [("2", "liked")]),  # its year backs a common word...
         ("prices went up 2017 to 2018", []),  # ...another year does not
     ],
