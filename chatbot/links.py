@@ -5,8 +5,9 @@
 Template reasons name it ("directed by Michael Mann, as was Heat"), so a user sees why an item
 was picked in terms they can check. Links are facts, never guesses: a shared director or
 leading star read from both catalog records, a pair recommended together in the logged
-dialogues the collaborative signals were learnt from, or, weakest, genres both records list. Seeds come liked first, then the other
-mentioned items, most recent first; the first seed with a link of the best kind wins.
+dialogues the collaborative signals were learnt from, or, weakest, genres both records list.
+Seeds come liked first, then the other mentioned items, most recent first; the first seed with
+a link of the best kind wins (for genres: the seed sharing the most).
 """
 
 from __future__ import annotations

@@ -78,10 +78,9 @@ def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+    # A kind added after a custom file was written takes the bundled phrase.
     bundled = bundled_prompt_dir() / "reason_links.toml"
-    if (
-        path.resolve() != bundled.resolve()
-    ):  # a kind added after the file was written takes the bundled phrase
+    if path.resolve() != bundled.resolve():
         table = {**tomllib.loads(bundled.read_text(encoding="utf-8")), **table}
     out = {}
     for kind, variables in LINK_PHRASE_VARIABLES.items():

@@ -48,7 +48,7 @@ class FinetuneJob:
     split_seed: int = 0  # must match `recochat eval --split-seed`
     reason_fraction: float = 0.1  # share of turns that also give a reason example
     negatives: int = 3  # pointwise mode: "no" examples per turn, drawn from the retrieved top k
-    depth: int | None = None  # pointwise train examples from the retrieved top `depth` (default k)
+    depth: int | None = None  # pointwise only: train examples from the retrieved top `depth`
     dev_rerank_limit: int = 200  # dev examples scored for rerank hit@1 after training
     max_dev_examples: int = 256  # 0 = all; caps the cost of each dev evaluation on CPU
     progress: bool = True
@@ -197,10 +197,11 @@ class ExampleBuilder:
             )  # fmt: skip
         out: list[Example] = []
         total = ExampleStats()
+        k = job.depth if job.depth and mode["pointwise"] else self.k  # listwise: the served k
         for f, rec in enumerate(self.fold_recs):
             part = [t for t in turns if fold_of(t.dialog_id, job.split_seed) == f]
             examples, stats = build_examples(
-                part, rec, self.catalog, k=job.depth or self.k, seed=job.train.seed,
+                part, rec, self.catalog, k=k, seed=job.train.seed,
                 reason_prompt=self.reason_prompt, reason_fraction=job.reason_fraction,
                 progress=job.progress, **mode,
             )  # fmt: skip
