@@ -201,7 +201,7 @@ class TitleIndex:
         # "Jack Black", "Bruce Willis", "Watch Later": the word opens a longer capitalised name.
         after = _NEXT_WORD.match(text, start + len(original))
         nxt = after.group(1) if after is not None else ""
-        in_name = nxt[:1].isupper() and nxt != "I" and nxt.lower() not in _MEDIA | _KINDS
+        in_name = nxt[:1].isupper() and nxt != "I" and nxt.lower() not in _FILM_WORDS
         return not sentence_start and not in_name
 
     @staticmethod
@@ -241,6 +241,7 @@ _KINDS = frozenset(  # "old school comedies": a kind of film follows, so the wor
         "action",
     }
 )
+_FILM_WORDS = _MEDIA | _KINDS
 _CUES = frozenset({"like", "liked", "loved", "love", "enjoyed", "watched", "seen", "saw", "called"})
 
 
@@ -277,7 +278,7 @@ def _generic_phrase(
     title = key[1:] if key[0] in _ARTICLES else key
     if len(title) == 2 and title[-1] in _MEDIA:
         return True
-    return any(w in _MEDIA or w in _KINDS for w in words[end : end + 2])
+    return any(w in _FILM_WORDS for w in words[end : end + 2])
 
 
 def _sentiment(text: str, start: int, end: int) -> str:

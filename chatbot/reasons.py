@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -191,8 +190,8 @@ def generate_reasons(
         vocabulary = set(_ALPHA.findall(" ".join(src).lower()))
         checked = check_reason(text, item, user_words, others, vocabulary)
         if checked.unsupported:
-            (fallback,) = template_reasons([item], user_words, directory=directory, links=[link])
-            out.append(dataclasses.replace(fallback, unsupported=checked.unsupported))
+            fallback = template_reason(item, user_words, directory, link)
+            out.append(Reason(fallback, True, checked.unsupported, link))
         else:
             out.append(checked)
     return out
