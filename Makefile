@@ -33,6 +33,7 @@ chat: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 test: setup browser-deps lint
 	$(BIN)/pytest

@@ -10,7 +10,7 @@ Same as:
         --dialogues ../shared/data/redial/valid_data_processed.jsonl --format redial \
         --split test --train-split --limit 500 --seed 0 --out runs/eval/redial-test
 
-`valid_data_processed.jsonl` is split by dialogue (70/15/15, `retrieval.dialogues.split_of`):
+`valid_data_processed.jsonl` is split by dialogue (70/15/15, `dialogues.split.split_of`):
 collaborative signals come from its train split only, numbers are reported on its test split.
 """
 

@@ -9,7 +9,7 @@ Same as:
         --format redial --catalog ../shared/data/redial/id2info.json --catalog-format redial \
         --epochs 1 --out runs/finetune/redial --home runs/bench-home
 
-`valid_data_processed.jsonl` is split by dialogue (70/15/15, `retrieval.dialogues.split_of`,
+`valid_data_processed.jsonl` is split by dialogue (70/15/15, `dialogues.split.split_of`,
 seed 0): examples come from the train split, the dev split selects the checkpoint, the test split
 is never read. The first run indexes the catalog into runs/bench-home (minutes, once). Prints the
 examples, the optimizer steps per epoch, the measured steps/s and examples/s (training steps
@@ -67,7 +67,7 @@ def main() -> int:
     import torch
 
     from chatbot.config import load_settings
-    from finetune.job import FinetuneJob, run_job
+    from finetune.run import FinetuneJob, run_job
     from finetune.train import TrainOptions, planned_steps
 
     if opts.out.exists() and not opts.keep:

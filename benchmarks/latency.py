@@ -22,9 +22,11 @@ from __future__ import annotations
 import os
 import sys
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see chatbot/fastpath.py
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # before torch loads: see inference/linear_packing.py
 
-from chatbot.cli import main  # noqa: E402
+from recochat.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

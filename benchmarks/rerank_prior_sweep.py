@@ -4,7 +4,7 @@
         --adapter runs/finetune/redial-ev3 --json runs/prior_sweep.json
 
 The served pointwise score of a candidate is log P(yes) - prior * log(1 + retrieval rank)
-(`chatbot.rerank.fuse`). `finetune_compare.py` evaluates one prior per run; this scores every
+(`chatbot.ranking.rerank.fuse`). `finetune_compare.py` evaluates one prior per run; this scores every
 dev turn's top `k_candidates` once with the untuned model and once with `--adapter` (the same
 prompts, prefix cache and model loading as serving), then ranks under each prior of the grid
 offline. Candidates below the window keep their retrieval order, as served. A prior of
@@ -38,9 +38,9 @@ PRIORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: the retrieval order
 def score_turns(dev, adapter: Path | None) -> list[tuple[list[str], list[float]]]:
     """Per dev turn: candidate ids in retrieval order (K_EVAL of them) and the model's
     log P(yes) for the top k_candidates."""
-    from chatbot.llm import load_llm
-    from chatbot.recommender import Recommender
-    from chatbot.rerank import SCORE_LABELS
+    from chatbot.ranking.rerank import SCORE_LABELS
+    from chatbot.turn import Recommender
+    from inference.llm import load_llm
 
     llm_settings = dev.settings.llm.model_copy(update={"adapter": adapter})
     settings = dev.settings.model_copy(update={"llm": llm_settings})

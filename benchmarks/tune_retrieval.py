@@ -74,12 +74,13 @@ def setup(limit: int | None, seed: int) -> DevSetup:
     """The ReDial catalog index, train-split collaborative signals and the dev turns."""
     from chatbot.config import load_settings
     from chatbot.indexing import field_map, open_store
+    from dialogues.importers import load_rec_turns
+    from dialogues.split import split_of
     from evaluation.baselines import catalog_popularity
     from evaluation.cli import catalog_key
-    from evaluation.titles import TitleIndex
     from retrieval.catalog import load_catalog
     from retrieval.collab import CollabSignals
-    from retrieval.dialogues import load_rec_turns, split_of
+    from retrieval.titles import TitleIndex
 
     catalog_path, dialogues = DATA / "id2info.json", DATA / "valid_data_processed.jsonl"
     base = load_settings()
@@ -108,7 +109,7 @@ def setup(limit: int | None, seed: int) -> DevSetup:
 def load(limit: int | None, seed: int, dev: DevSetup | None = None) -> list[Turn]:
     """Dev turns with their signal rankings; collaborative signals from the train split
     (`dev`: an existing `setup(limit, seed)`, to reuse)."""
-    from chatbot.recommender import Recommender
+    from chatbot.turn import Recommender
 
     dev = dev or setup(limit, seed)
     store, collab, titles, chosen = dev.store, dev.collab, dev.titles, dev.dev

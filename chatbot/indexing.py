@@ -82,7 +82,7 @@ def index_catalog(
     collab = CollabSignals.from_catalog(loaded.items)
     n_turns = 0
     if interactions:
-        from retrieval.dialogues import load_rec_turns
+        from dialogues.importers import load_rec_turns
 
         turns, _ = load_rec_turns(interactions, interactions_format)
         title_to_id = {it.title: it.item_id for it in loaded.items}

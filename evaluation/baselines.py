@@ -15,9 +15,9 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+from dialogues.schema import RecTurn
 from evaluation.systems import SystemOutput
-from evaluation.titles import TitleIndex
-from retrieval.dialogues import RecTurn
+from retrieval.titles import TitleIndex
 from retrieval.types import Item
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,7 @@ def parse_title_lines(text: str, max_titles: int = NAIVE_MAX_TITLES) -> list[str
 
 def conversation_text(context: Sequence[str]) -> str:
     """The context as 'User: ...' / 'Assistant: ...' lines; the last utterance is the user's."""
-    from chatbot.rerank import format_conversation
+    from dialogues.transcript import format_conversation
 
     n = len(context)
     pairs = [("user" if (n - 1 - i) % 2 == 0 else "assistant", u) for i, u in enumerate(context)]
@@ -112,7 +112,7 @@ def conversation_text(context: Sequence[str]) -> str:
 
 
 def naive_prompt(llm, context: Sequence[str], directory=None) -> str:
-    from chatbot.templates import render
+    from prompts.loader import render
 
     user_text = render("naive_recommend", None, directory, conversation=conversation_text(context))
     return llm.chat_prompt(user_text)

@@ -28,7 +28,6 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-CATALOG_FORMATS = ["jsonl", "csv", "redial", "opendialkg"]
 WARMUP = ["I want a movie for tonight"]
 # Fixed conversations, one user message per turn; titles exist in the demo catalog and ReDial.
 CONVERSATIONS = [
@@ -143,7 +142,7 @@ class Bench:
             generated_tokens=llm.stats.generated_tokens - tokens0,
             decode_s=llm.stats.decode_s - decode0,
         )
-        from chatbot.rerank import format_conversation
+        from dialogues.transcript import format_conversation
 
         naive_history.append(("user", message))
         tokens0, decode0 = llm.stats.generated_tokens, llm.stats.decode_s
@@ -166,7 +165,7 @@ class Bench:
     def replay(
         self, conversations: Sequence[Sequence[str]], turns: int, log: Callable[[str], None]
     ) -> None:
-        from chatbot.state import DialogueState
+        from chatbot.understanding.state import DialogueState
 
         list(self.rec.stream(DialogueState(), WARMUP[0]))  # lazies, the static prefix cache
         self.naive.out_of_catalog("")  # builds its title index outside the timed turns
@@ -336,7 +335,11 @@ def plot_latency(r: dict[str, Any], path: Path) -> Path:
 # -- CLI ------------------------------------------------------------------------------------
 
 
-def add_bench_parser(subparsers: Any, common: Callable[[argparse.ArgumentParser], None]) -> Any:
+def add_bench_parser(subparsers: Any) -> Any:
+    from chatbot.options import add_settings_options
+    from dialogues.schema import FORMATS
+    from retrieval.catalog import CATALOG_FORMATS
+
     p = subparsers.add_parser(
         "bench", help="latency per stage vs a naive RAG chain, and catalog scaling"
     )
@@ -346,9 +349,7 @@ def add_bench_parser(subparsers: Any, common: Callable[[argparse.ArgumentParser]
         "--conversations",
         help="dialogue file to replay (its user turns) instead of the built-in conversations",
     )
-    p.add_argument(
-        "--conversations-format", default="jsonl", choices=["jsonl", "redial", "opendialkg"]
-    )
+    p.add_argument("--conversations-format", default="jsonl", choices=FORMATS)
     p.add_argument("--turns", type=int, default=24, help="measured turns (after one warm-up)")
     p.add_argument(
         "--scaling",
@@ -359,13 +360,13 @@ def add_bench_parser(subparsers: Any, common: Callable[[argparse.ArgumentParser]
     p.add_argument("--scaling-sizes", default="1000,10000,100000", help="comma-separated sizes")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     p.add_argument("--out", help="directory for bench.json and PNG plots")
-    common(p)
+    add_settings_options(p)
     p.set_defaults(func=run_bench)
     return p
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from chatbot.cli import settings_from
+    from chatbot.options import settings_from
 
     settings = settings_from(args)
     sizes = [int(x) for x in str(args.scaling_sizes).split(",") if x.strip()]
@@ -403,9 +404,9 @@ def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], No
     import torch
 
     from chatbot.indexing import field_map, index_catalog
-    from chatbot.llm import load_llm
-    from chatbot.recommender import Recommender
+    from chatbot.turn import Recommender
     from evaluation.naive_rag import NaiveRAG
+    from inference.llm import load_llm
     from retrieval.catalog import demo_catalog_path, load_catalog
     from retrieval.collab import CollabSignals
     from retrieval.embeddings import load_embedder
@@ -446,7 +447,7 @@ def load_conversations(path: str | None, fmt: str) -> list[list[str]]:
     """The user messages of each dialogue in `path` (default: the built-in conversations)."""
     if not path:
         return [list(c) for c in CONVERSATIONS]
-    from retrieval.dialogues import load_dialogues
+    from dialogues.importers import load_dialogues
 
     out = []
     for dialogue in sorted(load_dialogues(path, fmt), key=lambda d: d.dialog_id):

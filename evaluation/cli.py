@@ -19,7 +19,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import RERANK_MODES
+from dialogues.importers import load_rec_turns
+from dialogues.schema import FORMATS, RecTurn
+from dialogues.split import split_turns
 from evaluation import metrics
 from evaluation.baselines import (
     NaiveLLMSystem,
@@ -31,15 +33,15 @@ from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue
 from evaluation.report import write_report
 from evaluation.runner import K_EVAL, listed_ids, replay, score
 from evaluation.systems import RecommenderSystem
-from evaluation.titles import TitleIndex
-from retrieval.dialogues import FORMATS, RecTurn, load_rec_turns, split_turns
+from inference.settings import RERANK_MODES
+from retrieval.catalog import CATALOG_FORMATS
+from retrieval.titles import TitleIndex
 from retrieval.types import Item
 
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("full", "retrieval", "popularity", "naive-llm")
 LLM_SYSTEMS = frozenset({"full", "naive-llm"})
-CATALOG_FORMATS = ("jsonl", "csv", "redial", "opendialkg")
 
 
 def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -208,7 +210,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     runners = _make_systems(systems, rec, by_id, popularity, cat_pop, titles, settings)
 
     def check_reason(reason: str, item_id: str, turn: Any) -> bool:
-        from chatbot.factcheck import unsupported_claims
+        from chatbot.reply.reason_checks import unsupported_claims
 
         item = by_id.get(item_id)
         return item is not None and bool(
@@ -235,7 +237,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "novel_turns": sum(1 for t in turns if t.novel_gold),
         "novel_gold": sum(len(t.novel_gold) for t in turns),
     }
-    from chatbot.model_files import rerank_mode_of
+    from inference.model_files import rerank_mode_of
 
     report["config"] = {
         "systems": systems,
@@ -284,7 +286,7 @@ def _index_and_build(
 ) -> Any:
     """Index `items` into the eval collection (skipped when already complete), then build."""
     from chatbot.indexing import open_store
-    from chatbot.recommender import Recommender, build_recommender
+    from chatbot.turn import Recommender, build_recommender
 
     store = open_store(settings)
     if store.count() != len({it.item_id for it in items}):
@@ -298,12 +300,11 @@ def run_eval(args: argparse.Namespace) -> int:
     """CLI entry: run, print where the report is; domain errors become one line on stderr."""
     import sys
 
-    from chatbot.errors import RecochatError
-    from retrieval.errors import RetrievalError
+    from chatbot.errors import USER_ERRORS
 
     try:
         report = evaluate(args)
-    except (EvalArgsError, RecochatError, RetrievalError) as exc:
+    except (EvalArgsError, *USER_ERRORS) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     d = report["dialogues"]

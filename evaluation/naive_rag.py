@@ -52,7 +52,7 @@ class StoreRetriever(BaseRetriever):
 
 
 def load_prompt(directory: Path | None = None) -> PromptTemplate:
-    from chatbot.templates import bundled_prompt_dir
+    from prompts.loader import bundled_prompt_dir
 
     path = (directory or bundled_prompt_dir()) / PROMPT_FILE
     if not path.is_file():
@@ -135,7 +135,7 @@ class NaiveRAG:
 
     def out_of_catalog(self, text: str) -> tuple[int, int]:
         """(titles the answer names, of those not in the catalog)."""
-        from evaluation.titles import TitleIndex
+        from retrieval.titles import TitleIndex
 
         if self._titles is None:
             self._titles = TitleIndex(self.store.all_items())

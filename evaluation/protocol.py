@@ -16,8 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from evaluation.titles import TitleIndex
-from retrieval.dialogues import RecTurn
+from dialogues.schema import RecTurn
+from retrieval.titles import TitleIndex
 from retrieval.types import Item
 
 PROTOCOLS = ("novel", "raw")

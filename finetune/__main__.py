@@ -1,5 +1,7 @@
-"""`python -m finetune --dialogues PATH --out DIR ...`: same as `recochat finetune`."""
+"""`python -m finetune --dialogues PATH --out DIR ...`: the same as `recochat finetune ...`."""
 
-from finetune.cli import main
+import sys
 
-raise SystemExit(main())
+from recochat.cli import main
+
+raise SystemExit(main(["finetune", *sys.argv[1:]]))

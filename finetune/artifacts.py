@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from chatbot.model_files import ADAPTER_RECORD
+from inference.model_files import ADAPTER_RECORD
 
 log = logging.getLogger(__name__)
 

@@ -13,15 +13,11 @@ Rerunning a command with the same --out resumes from its last checkpoint.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
-import sys
 from pathlib import Path
 from typing import Any
 
-from finetune.data import FORMATS
-
-CATALOG_FORMATS = ("jsonl", "csv", "redial", "opendialkg")
+from finetune.data import TRAINING_FORMATS
+from retrieval.catalog import CATALOG_FORMATS
 
 
 def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,13 +27,10 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add_arguments(p)
-    return p
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialogues", required=True, type=Path, help="dialogue file or feedback DB")
-    p.add_argument("--format", choices=FORMATS, default="jsonl", help="format of --dialogues")
+    p.add_argument(
+        "--format", choices=TRAINING_FORMATS, default="jsonl", help="format of --dialogues"
+    )
     p.add_argument(
         "--catalog",
         type=Path,
@@ -89,12 +82,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--model", help="base LLM: builtin, a local HF dir or a cached hub id")
     g.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     p.set_defaults(func=run_finetune)
+    return p
 
 
 def run_finetune(args: argparse.Namespace) -> int:
     """Run the parsed `finetune` command; domain errors propagate for the caller to print."""
     from chatbot.config import load_settings
-    from finetune.job import FinetuneJob, run_job
+    from finetune.run import FinetuneJob, run_job
     from finetune.train import TrainOptions
 
     settings = load_settings(
@@ -132,7 +126,11 @@ def run_finetune(args: argparse.Namespace) -> int:
         max_dev_examples=args.max_dev_examples,
         progress=args.progress,
     )
-    result = run_job(job, settings)
+    try:
+        result = run_job(job, settings)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint")
+        return 130
     rec = result.record
     metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(rec["dev_metrics"].items()))
     print(
@@ -142,33 +140,3 @@ def run_finetune(args: argparse.Namespace) -> int:
     print(f"dev: {metrics or 'no dev split'}")
     print(f"serve it: recochat chat --adapter {result.out}")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m finetune ...`: the same flags as `recochat finetune`."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `recochat` sets it
-    parser = argparse.ArgumentParser(
-        prog="python -m finetune",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    from chatbot.errors import RecochatError
-    from retrieval.errors import RetrievalError
-
-    try:
-        return run_finetune(args)
-    except (RecochatError, RetrievalError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last checkpoint")
-        return 130

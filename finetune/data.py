@@ -1,6 +1,6 @@
 """Read the dialogues to learn from (any supported format, or the feedback DB) and split them.
 
-The split is by dialogue (`retrieval.dialogues.split_of`): train turns are learned from, dev
+The split is by dialogue (`dialogues.split.split_of`): train turns are learned from, dev
 turns select the checkpoint, test turns are never read past the split.
 """
 
@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from chatbot.errors import InputError
-from retrieval.dialogues import RecTurn, load_rec_turns, split_of
+from dialogues.importers import load_rec_turns
+from dialogues.schema import FORMATS as DIALOGUE_FORMATS
+from dialogues.schema import RecTurn
+from dialogues.split import split_of
 from retrieval.types import Reject
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "redial", "opendialkg", "feedback")
+TRAINING_FORMATS = (*DIALOGUE_FORMATS, "feedback")  # a feedback DB trains too
 
 
 @dataclass
@@ -42,13 +45,15 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def load_turns(path: str | os.PathLike[str], fmt: str, workdir: Path) -> DialogueData:
     """Recommender turns of `path`. `feedback`: a FeedbackStore DB, exported to JSONL first."""
-    if fmt not in FORMATS:
-        raise InputError(f"unknown dialogue format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt not in TRAINING_FORMATS:
+        raise InputError(
+            f"unknown dialogue format {fmt!r}: use one of {', '.join(TRAINING_FORMATS)}"
+        )
     source, read_as = Path(path), fmt
     if not source.is_file():
         raise InputError(f"dialogue file {source} not found: pass --dialogues PATH")
     if fmt == "feedback":
-        from chatbot.feedback import FeedbackStore
+        from chatbot.serving.feedback import FeedbackStore
 
         exported = workdir / "feedback_dialogues.jsonl"
         with FeedbackStore(source) as store:

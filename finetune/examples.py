@@ -29,8 +29,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Protocol
 
-from chatbot.rerank import LABELS, rerank_target, score_target
-from retrieval.dialogues import RecTurn
+from chatbot.ranking.rerank import LABELS, rerank_target, score_target
+from dialogues.schema import RecTurn
 from retrieval.types import Candidate, Item
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class Prepared(Protocol):
 
 
 class Recommender(Protocol):
-    """What examples need from `chatbot.recommender.Recommender` (its serving path)."""
+    """What examples need from `chatbot.turn.Recommender` (its serving path)."""
 
     def prepare_context(
         self, context: Sequence[str], *, exclude_mentioned: bool = True, k: int | None = None
@@ -305,7 +305,7 @@ def _first_sentence(description: object, max_words: int) -> str:
 def reason_example(
     turn: RecTurn, item: Item, user_words: str, reason_prompt: ReasonPrompt
 ) -> Example | None:
-    from chatbot.reasons import check_reason
+    from chatbot.reply.reasons import check_reason
 
     if not item.genres and not item.year:
         return None

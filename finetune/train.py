@@ -1,6 +1,6 @@
 """QLoRA training of the reranker LLM: 4-bit NF4 base, LoRA adapters, trl's SFTTrainer.
 
-The base model is loaded by `chatbot.model_files.load_base_model(for_training=True)` (NF4, double
+The base model is loaded by `inference.model_files.load_base_model(for_training=True)` (NF4, double
 quant, bf16 compute), prepared with `peft.prepare_model_for_kbit_training`, and given fresh
 LoRA adapters (or those of `init_adapter`, trainable). Examples are prompt/completion pairs,
 so the loss covers the completion only. The dev split is evaluated every `eval_steps`, a
@@ -113,7 +113,7 @@ def load_trainable(settings: Settings, opts: TrainOptions) -> tuple[Any, Any]:
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import set_seed
 
-    from chatbot.model_files import load_base_model, validate_adapter_dir
+    from inference.model_files import load_base_model, validate_adapter_dir
 
     set_seed(opts.seed)  # LoRA A matrices are randomly initialised
     model, tokenizer = load_base_model(settings.llm, settings.model_cache, for_training=True)
@@ -316,7 +316,7 @@ def _checkpoint_step(path: str | None) -> int | None:
 def rerank_dev_metrics(model: Any, tokenizer: Any, examples: list[Any], limit: int) -> dict:
     """Hit@1 and MRR of the served reranker's scores on up to `limit` dev turns: the gold letter
     among a listwise example's letters, or each "yes" item among its turn's pointwise items."""
-    from chatbot.llm import LLM
+    from inference.llm import LLM
 
     if limit <= 0:
         return {}
@@ -349,7 +349,7 @@ def _dev_groups(examples: list[Any], limit: int) -> list[list[Any]]:
 
 
 def _gold_ranks(llm: Any, group: list[Any]) -> list[int]:
-    from chatbot.rerank import LABELS, SCORE_LABELS
+    from chatbot.ranking.rerank import LABELS, SCORE_LABELS
 
     if group[0].kind == "rerank":
         ex = group[0]

@@ -29,7 +29,7 @@ from retrieval.types import CatalogLoad, Item, MetaValue, Reject
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("jsonl", "csv", "redial", "opendialkg")
+CATALOG_FORMATS: tuple[str, ...] = ("jsonl", "csv", "redial", "opendialkg")  # THE list
 MAX_FIELD_CHARS = 20_000
 _RAW_CHARS = 500
 _LIST_SPLIT = re.compile(r"[|;]")
@@ -89,7 +89,7 @@ def load_catalog(
     mapping: FieldMap | None = None,
     rejects_path: Path | None = None,
 ) -> CatalogLoad:
-    """Load every valid row of `path`; `fmt` is one of FORMATS or None to infer it."""
+    """Load every valid row of `path`; `fmt` is one of CATALOG_FORMATS or None to infer it."""
     path = Path(path)
     if not path.is_file():
         raise CatalogError(
@@ -98,8 +98,10 @@ def load_catalog(
     data = path.read_bytes()
     if not data.strip():
         raise CatalogError(f"catalog file {path} is empty: pass --catalog PATH to a non-empty file")
-    if fmt is not None and fmt not in FORMATS:
-        raise CatalogError(f"unknown catalog format {fmt!r}: use one of {', '.join(FORMATS)}")
+    if fmt is not None and fmt not in CATALOG_FORMATS:
+        raise CatalogError(
+            f"unknown catalog format {fmt!r}: use one of {', '.join(CATALOG_FORMATS)}"
+        )
     mapping = mapping or FieldMap()
     acc = _Accumulator()
     suffix = path.suffix.lower()
@@ -111,7 +113,7 @@ def load_catalog(
         _read_csv(data, path, mapping, acc)
     else:
         raise CatalogError(
-            f"cannot tell the format of {path}: pass fmt= one of {', '.join(FORMATS)}"
+            f"cannot tell the format of {path}: pass fmt= one of {', '.join(CATALOG_FORMATS)}"
         )
     load = CatalogLoad(items=acc.items, rejects=acc.rejects, duplicate_ids=acc.duplicate_ids)
     if load.rejects:

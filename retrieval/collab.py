@@ -24,7 +24,7 @@ from retrieval.types import Item
 
 
 class TurnLike(Protocol):
-    """What `from_turns` reads of a `retrieval.dialogues.RecTurn`."""
+    """What `from_turns` reads of a `dialogues.schema.RecTurn`."""
 
     @property
     def mentioned(self) -> Sequence[str]: ...

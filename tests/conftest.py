@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from retrieval.embeddings import load_embedder
+from recochat.env import set_env_defaults
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `recochat` sets it, before torch loads
+set_env_defaults()  # as `recochat` sets them, before torch loads
+
+from retrieval.embeddings import load_embedder  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -37,8 +34,8 @@ def model_cache(tmp_path_factory):
 @pytest.fixture(scope="session")
 def llm(model_cache):
     """The real default LLM (SmolLM2-135M-Instruct), loaded once."""
-    from chatbot.config import LLMSettings
-    from chatbot.llm import load_llm
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
 
     return load_llm(LLMSettings(), model_cache)
 
@@ -71,7 +68,7 @@ def demo_store(demo_home, embedder):
 def recommender(demo_home, demo_store, llm):
     """The product's recommender over the demo catalog (shared; use a fresh DialogueState)."""
     from chatbot.config import Settings
-    from chatbot.recommender import Recommender
+    from chatbot.turn import Recommender
     from retrieval.collab import CollabSignals
 
     settings = Settings(home=demo_home)
@@ -91,13 +88,13 @@ def demo_catalog() -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def launch_app():
-    """Factory: serve `chatbot.app.build_app(...)` on a free local port; returns its URL.
+    """Factory: serve `chatbot.serving.app.build_app(...)` on a free local port; returns its URL.
 
     Servers run in this process (`prevent_thread_lock=True`) and close at session end.
     """
     import socket
 
-    from chatbot.app import build_app, launch
+    from chatbot.serving.app import build_app, launch
 
     demos = []
 

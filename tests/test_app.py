@@ -16,11 +16,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError, AuthenticationError
 
-from chatbot.app import INTERNAL_ERROR, parse_auth
 from chatbot.errors import ConfigError
-from chatbot.recommender import Recommender
-from chatbot.sessions import SessionStore
-from chatbot.ui_cards import render_cards, render_filters
+from chatbot.serving.app import INTERNAL_ERROR, parse_auth
+from chatbot.serving.sessions import SessionStore
+from chatbot.serving.ui_cards import render_cards, render_filters
+from chatbot.turn import Recommender
 from retrieval.errors import RetrievalUnavailable
 
 KIDS = "A funny animated movie for kids"
@@ -34,7 +34,7 @@ def demo_settings(recommender):
 
 @pytest.fixture(scope="module")
 def feedback_store(demo_settings):
-    from chatbot.feedback import FeedbackStore
+    from chatbot.serving.feedback import FeedbackStore
 
     return FeedbackStore(demo_settings.feedback_db)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chatbot.cli import main
+from recochat.cli import main
 
 
 def test_bench_json_report_has_the_contract_keys(demo_home, model_cache, tmp_path, capsys):

@@ -30,7 +30,7 @@ TURN_TIMEOUT_MS = 300_000  # one turn on a busy 2-CPU box, reasons included
 
 @pytest.fixture(scope="module")
 def page_url(launch_app, recommender):
-    from chatbot.feedback import FeedbackStore
+    from chatbot.serving.feedback import FeedbackStore
 
     settings = recommender.settings
     return launch_app(settings, recommender, FeedbackStore(settings.feedback_db))

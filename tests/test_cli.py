@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chatbot.cli import build_parser, main
+from recochat.cli import build_parser, main
 
 SUBCOMMANDS = ["index", "ask", "chat", "eval", "finetune", "bench"]
 

@@ -14,7 +14,7 @@ from retrieval.types import Item
 
 @dataclass(frozen=True)
 class Turn:
-    """Duck-typed like retrieval.dialogues.RecTurn (only the fields collab reads)."""
+    """Duck-typed like dialogues.schema.RecTurn (only the fields collab reads)."""
 
     dialog_id: str
     mentioned: tuple[str, ...]
@@ -103,7 +103,7 @@ def test_load_errors_name_the_fix(tmp_path: Path) -> None:
 
 
 def test_real_rec_turns_are_accepted_and_gold_ids_win() -> None:
-    dialogues = pytest.importorskip("retrieval.dialogues")
+    dialogues = pytest.importorskip("dialogues.schema")
     turn = dialogues.RecTurn(
         dialog_id="d1",
         turn_id=1,

@@ -8,18 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval.dialogues import (
-    Dialogue,
-    RecItem,
-    RecTurn,
-    Turn,
-    dump_dialogues,
-    load_dialogues,
-    load_rec_turns,
-    read_dialogues,
-    split_of,
-    split_turns,
-)
+from dialogues.importers import dump_dialogues, load_dialogues, load_rec_turns, read_dialogues
+from dialogues.schema import Dialogue, RecItem, RecTurn, Turn
+from dialogues.split import split_of, split_turns
 from retrieval.errors import RetrievalError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # ../shared from the repo root

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from dialogues.schema import RecTurn
 from evaluation.baselines import NaiveLLMSystem, conversation_text, parse_title_lines
 from evaluation.cli import add_eval_parser
 from evaluation.protocol import resolve_turn, sample_by_dialogue, user_words
 from evaluation.report import META_KEYS, RANKING_KEYS, SYSTEM_KEYS, system_names
 from evaluation.runner import SystemRun, TurnRecord, score
 from evaluation.systems import SystemOutput
-from evaluation.titles import TitleIndex, normalize_title
-from retrieval.dialogues import RecTurn
+from retrieval.titles import TitleIndex, normalize_title
 from retrieval.types import Item
 
 CATALOG = [
@@ -121,7 +121,7 @@ def test_short_titles_are_not_matched_verbatim() -> None:
 
 
 def test_reasons_may_name_the_records_of_items_the_dialogue_mentioned() -> None:
-    from chatbot.factcheck import unsupported_claims
+    from chatbot.reply.reason_checks import unsupported_claims
 
     items = _items()
     by_id = {it.item_id: it for it in items}

@@ -31,8 +31,8 @@ from gradio_client.exceptions import AppError
 
 from chatbot.config import load_settings
 from chatbot.indexing import index_catalog
-from chatbot.recommender import Recommender
-from chatbot.state import DialogueState
+from chatbot.turn import Recommender
+from chatbot.understanding.state import DialogueState
 from retrieval.catalog import demo_catalog_path
 from retrieval.errors import RetrievalUnavailable
 from retrieval.store import ItemStore

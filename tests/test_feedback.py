@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from chatbot.errors import InputError
-from chatbot.feedback import FeedbackStore
-from retrieval.dialogues import load_dialogues, load_rec_turns
+from chatbot.serving.feedback import FeedbackStore
+from dialogues.importers import load_dialogues, load_rec_turns
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,7 +102,7 @@ def test_threads_share_one_store(store: FeedbackStore) -> None:
 
 WRITER = """
 import sys
-from chatbot.feedback import FeedbackStore
+from chatbot.serving.feedback import FeedbackStore
 store = FeedbackStore(sys.argv[1])
 for i in range(1_000_000):
     row = store.record("s%d" % (i % 7), "m%d" % i, "Title %d" % i, "up", ["hello", "hi"] * 3)

@@ -1,5 +1,5 @@
 """Fine-tuning: serving-time examples, a real tiny QLoRA run on the default model, resume,
---init-adapter, and the adapter served by `chatbot.llm.load_llm`."""
+--init-adapter, and the adapter served by `inference.llm.load_llm`."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.config import LLMSettings, Settings
+from chatbot.config import Settings
 from chatbot.errors import InputError
-from chatbot.feedback import FeedbackStore
+from chatbot.serving.feedback import FeedbackStore
+from dialogues.schema import RecTurn
+from dialogues.split import split_of
 from finetune.data import load_turns, split_by_dialogue
 from finetune.examples import Catalog, build_examples, fact_reason, place_gold
+from inference.settings import LLMSettings
 from retrieval.catalog import demo_catalog_path, load_catalog
-from retrieval.dialogues import RecTurn, split_of
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +79,7 @@ def test_place_gold(demo_items) -> None:
 
 
 def test_fact_reason_is_grounded(demo_items) -> None:
-    from chatbot.reasons import check_reason
+    from chatbot.reply.reasons import check_reason
 
     checked = [it for it in demo_items if "sci-fi" not in it.genres]  # see the lead's note
     for item in checked:
@@ -178,7 +180,8 @@ def test_feedback_format_reads_the_store(tmp_path: Path, demo_items) -> None:
 def test_cli_help_and_one_line_errors(tmp_path: Path, capsys) -> None:
     import argparse
 
-    from finetune.cli import add_finetune_parser, main
+    from finetune.cli import add_finetune_parser
+    from recochat.cli import main
 
     parser = argparse.ArgumentParser(prog="recochat")
     add_finetune_parser(parser.add_subparsers(dest="command"))
@@ -186,22 +189,27 @@ def test_cli_help_and_one_line_errors(tmp_path: Path, capsys) -> None:
         parser.parse_args(["finetune", "--help"])
     assert exit_info.value.code == 0
     with pytest.raises(SystemExit) as exit_info:
-        main(["--help"])
+        main(["finetune", "--help"])
     assert exit_info.value.code == 0
     capsys.readouterr()
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{oops\nnot json either\n", encoding="utf-8")
-    assert main(["--dialogues", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert main(["finetune", "--dialogues", str(bad), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no usable training turns")
     assert "2 unreadable lines" in err[0]
-    assert main(["--dialogues", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(
+            ["finetune", "--dialogues", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
     assert "not found" in capsys.readouterr().err
 
 
 def test_no_usable_examples_is_an_error(tmp_path: Path, demo_home, model_cache) -> None:
-    from finetune.job import FinetuneJob, run_job
+    from finetune.run import FinetuneJob, run_job
     from finetune.train import TrainOptions
 
     dialogues = [
@@ -239,12 +247,12 @@ def test_qlora_train_resume_init_adapter_and_serve(
     import torch
     from safetensors.torch import load_file
 
-    from chatbot.llm import load_llm
-    from chatbot.model_files import rerank_mode_of
-    from chatbot.rerank import SCORE_LABELS
+    from chatbot.ranking.rerank import SCORE_LABELS
     from finetune.artifacts import RECORD
-    from finetune.job import FinetuneJob, run_job
+    from finetune.run import FinetuneJob, run_job
     from finetune.train import TrainOptions, load_trainable
+    from inference.llm import load_llm
+    from inference.model_files import rerank_mode_of
 
     settings = _settings(tmp_path, demo_home, model_cache)
     # 8 candidates instead of 20: fewer negatives to draw from, same serving code path
@@ -404,8 +412,8 @@ def test_completion_loss_equals_the_full_causal_lm_loss(model_cache) -> None:
     """Logits only at completion positions give exactly the loss of the full LM head."""
     import torch
 
-    from chatbot.model_files import load_base_model
     from finetune.loss import completion_loss, completion_positions
+    from inference.model_files import load_base_model
 
     model, tok = load_base_model(LLMSettings(dtype="float32"), model_cache)
     pairs = [("Pick one: A or B? Answer:", " B<|im_end|>"), ("Which letter?", " C D<|im_end|>")]

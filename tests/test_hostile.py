@@ -17,15 +17,15 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from chatbot.cli import main
 from chatbot.config import Settings
 from chatbot.errors import InputError
 from chatbot.indexing import index_catalog
-from chatbot.reasons import generate_reasons
-from chatbot.recommender import Recommender
-from chatbot.sessions import SessionStore
-from chatbot.state import DialogueState
-from chatbot.templates import render
+from chatbot.reply.reasons import generate_reasons
+from chatbot.serving.sessions import SessionStore
+from chatbot.turn import Recommender
+from chatbot.understanding.state import DialogueState
+from prompts.loader import render
+from recochat.cli import main
 from retrieval.catalog import demo_catalog_path
 from retrieval.store import ItemStore
 
@@ -215,7 +215,7 @@ def _reuse_model(monkeypatch, rec: Recommender) -> None:
     def build(settings, collab=None):
         return Recommender(settings, rec.store, rec.llm, rec.collab)
 
-    monkeypatch.setattr("chatbot.recommender.build_recommender", build)
+    monkeypatch.setattr("chatbot.turn.build_recommender", build)
 
 
 # -- marathon sessions -----------------------------------------------------------------------

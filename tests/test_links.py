@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from chatbot.config import Settings
-from chatbot.errors import ConfigError
-from chatbot.links import Link, find_link, seed_order
-from chatbot.reasons import generate_reasons, template_reason
-from chatbot.recommender import Recommender
-from chatbot.templates import load_link_phrases
+from chatbot.reply.credit_links import Link, find_link, seed_order
+from chatbot.reply.reasons import generate_reasons, template_reason
+from chatbot.turn import Recommender
+from prompts.errors import PromptError
+from prompts.loader import load_link_phrases
 from retrieval.collab import CollabSignals
 from retrieval.store import ItemStore
 from retrieval.types import Item
@@ -91,7 +91,7 @@ def test_link_phrases_are_checked_and_a_prompt_dir_without_them_uses_the_bundled
     (bad / "reason_links.toml").write_text(
         'director = "by {who}"\nstar = "{name} {seed}"\nactor = "{name} {seed}"\ncooc = "{seed}"\n'
     )
-    with pytest.raises(ConfigError, match="'director' uses \\['who'\\]"):
+    with pytest.raises(PromptError, match="'director' uses \\['who'\\]"):
         load_link_phrases(bad)
 
 

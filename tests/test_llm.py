@@ -11,18 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatbot.config import LLMSettings
-from chatbot.errors import ModelError
-from chatbot.llm import LLM, load_llm
-from chatbot.model_files import (
+from chatbot.ranking.rerank import LABELS, rerank_user_text
+from inference.errors import ModelError
+from inference.llm import LLM, load_llm
+from inference.model_files import (
     convert_builtin,
     load_base_model,
     resolve_model_dir,
     validate_adapter_dir,
 )
-from chatbot.prefix_cache import Prefix, PrefixCache
-from chatbot.rerank import LABELS, rerank_user_text
-from chatbot.templates import render
+from inference.prefix_cache import Prefix, PrefixCache
+from inference.settings import LLMSettings
+from prompts.loader import render
 from retrieval.types import Item
 
 ITEMS = [
@@ -169,7 +169,7 @@ def test_prefix_cache_keeps_the_longest_match_and_evicts_least_recent():
 
 
 def test_default_dtype_follows_the_hardware(llm):
-    from chatbot.fastpath import cpu_has_bf16, resolve_dtype
+    from inference.linear_packing import cpu_has_bf16, resolve_dtype
 
     assert resolve_dtype("float32", "cpu") is torch.float32
     expected = torch.bfloat16 if cpu_has_bf16() else torch.float32
@@ -178,7 +178,7 @@ def test_default_dtype_follows_the_hardware(llm):
 
 
 def test_packed_layers_compute_what_nn_linear_computes():
-    from chatbot.fastpath import pack_linears
+    from inference.linear_packing import pack_linears
 
     if not torch.backends.mkldnn.is_available():
         pytest.skip("no oneDNN in this torch build")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.privacy import mask_pii
+from chatbot.serving.privacy import mask_pii
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from chatbot.factcheck import unsupported_claims
-from chatbot.reasons import check_reason, generate_reasons, reason_sources, template_reason
+from chatbot.reply.reason_checks import unsupported_claims
+from chatbot.reply.reasons import check_reason, generate_reasons, reason_sources, template_reason
 from retrieval.types import Item
 
 COLLATERAL = Item(

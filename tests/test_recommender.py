@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatbot.errors import InputError
-from chatbot.state import DialogueState
+from chatbot.understanding.state import DialogueState
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -81,7 +81,7 @@ def test_redial_catalog_conversation(tmp_path, embedder, llm):
     """The ReDial catalog format end to end (a 400-film slice, to keep the suite fast)."""
     from chatbot.config import Settings
     from chatbot.indexing import index_catalog
-    from chatbot.recommender import Recommender
+    from chatbot.turn import Recommender
     from retrieval.store import ItemStore
 
     full = json.loads((SHARED / "redial" / "id2info.json").read_text())
@@ -118,7 +118,7 @@ def test_pointwise_rerank_orders_served_candidates_by_p_yes(demo_home, demo_stor
     """rerank_mode pointwise: one yes/no prompt per candidate, the shared part from the cache;
     with no prior the top card is the candidate the model most says yes to."""
     from chatbot.config import Settings
-    from chatbot.recommender import Recommender
+    from chatbot.turn import Recommender
     from retrieval.collab import CollabSignals
 
     settings = Settings(

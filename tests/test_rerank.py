@@ -7,12 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.errors import ConfigError
-from chatbot.rerank import (
+from chatbot.ranking.rerank import (
     LABELS,
     evidence,
     format_candidate,
-    format_conversation,
     fuse,
     parse_ranking,
     rerank,
@@ -22,7 +20,9 @@ from chatbot.rerank import (
     score_target,
     score_user_text,
 )
-from chatbot.templates import load_template, render
+from dialogues.transcript import format_conversation
+from prompts.errors import PromptError
+from prompts.loader import load_template, render
 from retrieval.types import Item
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -69,7 +69,7 @@ def test_rerank_prompt_snapshot(llm):
 
 
 def test_reason_prompt_snapshot(llm):
-    from chatbot.reasons import reason_prompt
+    from chatbot.reply.reasons import reason_prompt
 
     got = reason_prompt(llm, ITEMS[0], "something like Heat")
     assert got == (SNAPSHOTS / "reason_prompt.txt").read_text(encoding="utf-8")
@@ -137,9 +137,9 @@ def test_label_tokens_are_single_tokens(llm):
 
 def test_prompt_variables_are_checked(tmp_path):
     (tmp_path / "rerank.txt").write_text("only {conversation}")
-    with pytest.raises(ConfigError, match="needs exactly"):
+    with pytest.raises(PromptError, match="needs exactly"):
         load_template("rerank", None, tmp_path)
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(PromptError, match="not found"):
         load_template("rerank", "missing.txt", tmp_path)
 
 
@@ -155,10 +155,10 @@ def test_score_prompt_may_show_the_description(tmp_path):
     assert "About" not in score_user_text("", plain, {})
     # `about` is optional for a score prompt and unknown to the other roles.
     (tmp_path / "score.txt").write_text("{conversation} {candidate} {evidence} {about} {extra}")
-    with pytest.raises(ConfigError, match="may also use \\['about'\\]"):
+    with pytest.raises(PromptError, match="may also use \\['about'\\]"):
         load_template("score", None, tmp_path)
     (tmp_path / "rerank.txt").write_text("{conversation} {candidates} {about}")
-    with pytest.raises(ConfigError, match="needs exactly"):
+    with pytest.raises(PromptError, match="needs exactly"):
         load_template("rerank", None, tmp_path)
 
 
@@ -171,8 +171,8 @@ def test_score_prompt_snapshot(llm):
 def test_pointwise_batch_equals_one_prompt_at_a_time(model_cache):
     """Rows share the conversation's keys/values and are padded: each must score as if alone
     (in fp32, so that only a masking or position bug, not bf16 rounding, can fail it)."""
-    from chatbot.config import LLMSettings
-    from chatbot.llm import load_llm
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
 
     llm = load_llm(LLMSettings(dtype="float32"), model_cache)
     prompts = _score_prompts(llm)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.constraints import CatalogSchema, Constraints, to_where, update_constraints
-from chatbot.mentions import TitleIndex
-from chatbot.state import DialogueState
+from chatbot.understanding.constraints import (
+    CatalogSchema,
+    Constraints,
+    to_where,
+    update_constraints,
+)
+from chatbot.understanding.mentions import TitleIndex
+from chatbot.understanding.state import DialogueState
 from retrieval.types import Item
 
 ITEMS = [

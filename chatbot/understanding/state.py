@@ -6,8 +6,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatbot.constraints import CatalogSchema, Constraints, to_where, update_constraints
-from chatbot.mentions import TitleIndex
+from chatbot.understanding.constraints import (
+    CatalogSchema,
+    Constraints,
+    to_where,
+    update_constraints,
+)
+from chatbot.understanding.mentions import TitleIndex
 from retrieval.types import Query
 
 # "something else", "seen those", "not these": reject everything shown last turn.

@@ -5,12 +5,12 @@
 - `generate`: batched greedy generation (reasons, the naive baseline), a plain decoding loop
   that stops each row at `stop` / end-of-sequence instead of running the full token budget.
 
-Both reuse the keys/values of prompt prefixes already run (`chatbot.prefix_cache`): the static
+Both reuse the keys/values of prompt prefixes already run (`inference.prefix_cache`): the static
 chat template + system prompt + instruction header is computed once, and the part a batch of
 reason prompts shares is run once for the whole batch. Compute is bf16 where the hardware has
 bf16 units (`llm.dtype = "auto"`), fp32 elsewhere.
 
-Weights are located and loaded by `chatbot.model_files`.
+Weights are located and loaded by `inference.model_files`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import LLMSettings
-from chatbot.errors import ModelError
-from chatbot.fastpath import pack_linears, split_head
-from chatbot.model_files import load_base_model, validate_adapter_dir
-from chatbot.prefix_cache import Prefix, PrefixCache, common_prefix_length, growing_cache
+from inference.errors import ModelError
+from inference.linear_packing import pack_linears, split_head
+from inference.model_files import load_base_model, validate_adapter_dir
+from inference.prefix_cache import Prefix, PrefixCache, common_prefix_length, growing_cache
+from inference.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,104 +1,29 @@
-"""Dialogue data: our JSONL schema, ReDial/OpenDialKG importers, recommender turns, splits.
+"""Read and write dialogue files: our JSONL schema and the ReDial/OpenDialKG processed files.
 
-Our schema, one dialogue per line:
-
-    {"dialog_id": "d1", "source": "redial",
-     "turns": [{"role": "user", "text": "I loved Heat", "mentioned": ["Heat"]},
-               {"role": "assistant", "text": "Try Collateral.",
-                "recommended": [{"item_id": "m0042", "title": "Collateral", "accepted": true}]}]}
-
-The public `*_processed.jsonl` files hold one *recommender turn* per line
-(`{"dialog_id", "turn_id", "context", "entity", "rec", "resp"}`); `load_rec_turns` reads
-them as `RecTurn`s directly and `load_dialogues` rebuilds whole dialogues from them.
+`load_rec_turns` reads recommender turns directly; `load_dialogues` rebuilds whole dialogues.
 Malformed lines never stop a load: each becomes a `Reject` (line number, reason, raw text).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from dialogues.schema import FORMATS, Dialogue, DialogueFormat, RecItem, RecTurn, Turn
 from retrieval.errors import RetrievalError
 from retrieval.types import Reject
 
 log = logging.getLogger(__name__)
 
-DialogueFormat = Literal["jsonl", "redial", "opendialkg"]
-Split = Literal["train", "dev", "test"]
-FORMATS: tuple[str, ...] = ("jsonl", "redial", "opendialkg")
-SPLITS: tuple[str, ...] = ("train", "dev", "test")
 _RAW_MAX = 500  # chars of a rejected line kept in the Reject, enough to find it
-
-
-@dataclass
-class RecItem:
-    """An item recommended in an assistant turn; `accepted` is None when unknown."""
-
-    title: str
-    item_id: str | None = None
-    accepted: bool | None = None
-
-
-@dataclass
-class Turn:
-    role: Literal["user", "assistant"]
-    text: str
-    recommended: list[RecItem] = field(default_factory=list)
-    mentioned: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Dialogue:
-    dialog_id: str
-    source: str = ""
-    turns: list[Turn] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        turns: list[dict[str, Any]] = []
-        for t in self.turns:
-            d: dict[str, Any] = {"role": t.role, "text": t.text}
-            if t.recommended or t.role == "assistant":
-                d["recommended"] = [
-                    {"item_id": r.item_id, "title": r.title, "accepted": r.accepted}
-                    for r in t.recommended
-                ]
-            if t.mentioned:
-                d["mentioned"] = list(t.mentioned)
-            turns.append(d)
-        return {"dialog_id": self.dialog_id, "source": self.source, "turns": turns}
-
-
-@dataclass(frozen=True)
-class RecTurn:
-    """One recommender turn to learn from or replay.
-
-    `context`: utterances before the turn, oldest first (ReDial's leading "" placeholder
-    dropped); `mentioned`: titles/entities mentioned before the turn; `gold`: titles
-    recommended in the turn; `accepted`: per gold title, the seeker's verdict if known;
-    `gold_ids`: per gold title, the catalog id when the source knows it (our JSONL), else ().
-    """
-
-    dialog_id: str
-    turn_id: int
-    context: tuple[str, ...]
-    mentioned: tuple[str, ...]
-    gold: tuple[str, ...]
-    response: str
-    accepted: tuple[bool | None, ...]
-    gold_ids: tuple[str | None, ...] = ()
 
 
 class _Bad(ValueError):
     """A line that does not fit the schema; the message is the Reject reason."""
-
-
-# -- reading ----------------------------------------------------------------------------
 
 
 def _lines(path: str | os.PathLike[str]) -> Iterator[tuple[int, str]]:
@@ -343,25 +268,3 @@ def dump_dialogues(dialogues: Iterable[Dialogue], path: str | os.PathLike[str]) 
         for d in dialogues:
             fh.write(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
     os.replace(tmp, p)
-
-
-# -- splits -----------------------------------------------------------------------------
-
-
-def split_of(dialog_id: str, seed: int = 0) -> Split:
-    """Deterministic split by dialogue: 70% train, 15% dev, 15% test."""
-    bucket = int(hashlib.sha256(f"{seed}:{dialog_id}".encode()).hexdigest()[:8], 16) % 100
-    if bucket < 70:
-        return "train"
-    if bucket < 85:
-        return "dev"
-    return "test"
-
-
-def split_turns(turns: Iterable[RecTurn], split: str, seed: int = 0) -> list[RecTurn]:
-    """The turns whose dialogue falls in `split` ('all' keeps every turn)."""
-    if split == "all":
-        return list(turns)
-    if split not in SPLITS:
-        raise RetrievalError(f"unknown split {split!r}: use all, {', '.join(SPLITS)}")
-    return [t for t in turns if split_of(t.dialog_id, seed) == split]

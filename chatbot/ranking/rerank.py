@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatbot.templates import render
+from prompts.loader import render
 from retrieval.candidates import RRF_K
 from retrieval.types import Item
 
@@ -61,23 +61,6 @@ def about(item: Item, max_words: int = ABOUT_WORDS) -> str:
     text = description if isinstance(description, str) and description.strip() else item.text
     words = text.split()
     return " ".join(words[:max_words]) + (" ..." if len(words) > max_words else "")
-
-
-def format_conversation(utterances: Sequence[tuple[str, str]], max_chars: int = 700) -> str:
-    """Render (role, text) pairs oldest first, keeping the most recent `max_chars`."""
-    lines = [
-        f"{'User' if role == 'user' else 'Assistant'}: {text.strip()}"
-        for role, text in utterances
-        if text.strip()
-    ]
-    out: list[str] = []
-    used = 0
-    for line in reversed(lines):
-        if used + len(line) > max_chars and out:
-            break
-        out.append(line[-max_chars:])
-        used += len(line) + 1
-    return "\n".join(reversed(out))
 
 
 def rerank_user_text(

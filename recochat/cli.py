@@ -1,4 +1,4 @@
-"""`recochat` command line: thin subcommands over the library.
+"""`recochat` command line: the top floor. Thin subcommands over the library.
 
 recochat index --catalog demo
 recochat ask "something like Heat but less violent, after 2000" --session s.json
@@ -10,73 +10,34 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recochat.env import set_env_defaults
+
 log = logging.getLogger("recochat")
 
-CATALOG_FORMATS = ["jsonl", "csv", "redial", "opendialkg"]
 
+def _subcommand_hooks() -> list[Callable[[Any], Any]]:
+    """`add_*_parser(subparsers)` hooks of the packages that own a subcommand.
 
-def _common(p: argparse.ArgumentParser) -> None:
-    from chatbot.config import RERANK_MODES
+    The packages never import this module: each registers its own subcommand here.
+    """
+    from evaluation.bench import add_bench_parser
+    from evaluation.cli import add_eval_parser
+    from finetune.cli import add_finetune_parser
 
-    g = p.add_argument_group("model and store (override recochat.toml / RECOCHAT_* env)")
-    g.add_argument("--home", help="data dir (Chroma store, model cache, feedback DB)")
-    g.add_argument("--chroma", help="Chroma path or http://host:port")
-    g.add_argument("--collection", help="Chroma collection name")
-    g.add_argument("--model", help="base LLM: builtin, a local HF dir or a cached hub id")
-    g.add_argument("--adapter", help="LoRA adapter dir from `recochat finetune`")
-    g.add_argument(
-        "--4bit",
-        dest="load_in_4bit",
-        action="store_const",
-        const=True,
-        help="load the LLM in 4-bit NF4 (bitsandbytes)",
-    )
-    g.add_argument(
-        "--rerank-mode",
-        choices=RERANK_MODES,
-        help="LLM reranker: lettered list or one yes/no per candidate",
-    )
-    g.add_argument("--k", dest="k_final", type=int, help="recommendations per turn")
-    g.add_argument("--diversity", type=float, help="MMR diversity in [0, 1]")
-    g.add_argument(
-        "--no-reasons",
-        dest="reasons",
-        action="store_const",
-        const=False,
-        help="template reasons only, no LLM time (faster)",
-    )
-    g.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-
-
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    get = lambda name: getattr(args, name, None)  # noqa: E731
-    return {
-        "home": get("home"),
-        "retrieval.chroma": get("chroma"),
-        "retrieval.collection": get("collection"),
-        "llm.model": get("model"),
-        "llm.adapter": get("adapter"),
-        "llm.load_in_4bit": get("load_in_4bit"),
-        "llm.rerank_mode": get("rerank_mode"),
-        "retrieval.k_final": get("k_final"),
-        "retrieval.diversity": get("diversity"),
-        "reasons": get("reasons"),
-    }
-
-
-def settings_from(args: argparse.Namespace):
-    from chatbot.config import load_settings
-
-    return load_settings(_overrides(args))
+    return [add_eval_parser, add_finetune_parser, add_bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from chatbot.options import add_settings_options
+    from dialogues.schema import FORMATS
+    from retrieval.catalog import CATALOG_FORMATS
+
     parser = argparse.ArgumentParser(prog="recochat", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -85,34 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=CATALOG_FORMATS, help="default: from the file name")
     p.add_argument("--rejects", help="where rejected rows go (default: <home>/rejects.jsonl)")
     p.add_argument("--interactions", help="dialogue log to learn popularity/co-occurrence from")
-    p.add_argument(
-        "--interactions-format", default="jsonl", choices=["jsonl", "redial", "opendialkg"]
-    )
-    _common(p)
+    p.add_argument("--interactions-format", default="jsonl", choices=FORMATS)
+    add_settings_options(p)
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("ask", help="run one chat turn in the terminal")
     p.add_argument("message", help="what you want, in words")
     p.add_argument("--session", help="JSON file keeping the dialogue state across calls")
     p.add_argument("--json", action="store_true", help="print the machine-readable result")
-    _common(p)
+    add_settings_options(p)
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("chat", help="serve the Gradio chat UI and its API")
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 7860)")
     p.add_argument("--auth", help="user:pass or a file of user:pass lines")
-    _common(p)
+    add_settings_options(p)
     p.set_defaults(func=cmd_chat)
 
-    # Subcommands owned by other packages register themselves (they import nothing heavy).
-    from evaluation.bench import add_bench_parser
-    from evaluation.cli import add_eval_parser
-    from finetune.cli import add_finetune_parser
-
-    add_eval_parser(sub)
-    add_finetune_parser(sub)
-    add_bench_parser(sub, _common)
+    for add_parser in _subcommand_hooks():  # they import nothing heavy
+        add_parser(sub)
     return parser
 
 
@@ -126,6 +79,7 @@ def _catalog_path(value: str) -> Path:
 
 def cmd_index(args: argparse.Namespace) -> int:
     from chatbot.indexing import index_catalog
+    from chatbot.options import settings_from
 
     settings = settings_from(args)
     report = index_catalog(
@@ -135,16 +89,17 @@ def cmd_index(args: argparse.Namespace) -> int:
         rejects=Path(args.rejects) if args.rejects else None,
         interactions=Path(args.interactions) if args.interactions else None,
         interactions_format=args.interactions_format,
-        progress=sys.stderr.isatty() or True,
+        progress=True,
     )
     print(report.summary())
     return 0
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from chatbot.recommender import build_recommender
-    from chatbot.sessions import load_session_file, save_session_file
-    from chatbot.state import DialogueState
+    from chatbot.options import settings_from
+    from chatbot.serving.sessions import load_session_file, save_session_file
+    from chatbot.turn import build_recommender
+    from chatbot.understanding.state import DialogueState
 
     settings = settings_from(args)
     rec = build_recommender(settings)
@@ -163,12 +118,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    from chatbot.app import serve
-
-    overrides = _overrides(args)
-    overrides.update({"server.host": args.host, "server.port": args.port, "server.auth": args.auth})
     from chatbot.config import load_settings
+    from chatbot.options import overrides_from
+    from chatbot.serving.app import serve
 
+    overrides = overrides_from(args)
+    overrides.update({"server.host": args.host, "server.port": args.port, "server.auth": args.auth})
     serve(load_settings(overrides))
     return 0
 
@@ -185,13 +140,7 @@ def _quiet_libraries() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    # Idle OpenMP threads sleep instead of spinning: on a small shared CPU, spinning threads
-    # steal the cores the next forward pass needs (read once, when torch loads).
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    set_env_defaults()
     parser = build_parser()
     args = parser.parse_args(argv)
     verbose = getattr(args, "verbose", False)
@@ -201,12 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not verbose:
         _quiet_libraries()
-    from chatbot.errors import RecochatError
-    from retrieval.errors import RetrievalError
+    from chatbot.errors import USER_ERRORS
 
     try:
         return int(args.func(args) or 0)
-    except (RecochatError, RetrievalError) as exc:
+    except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -27,11 +27,9 @@ from typing import Any
 import gradio as gr
 
 from chatbot.config import Settings
-from chatbot.errors import ConfigError, InputError, RecochatError
-from chatbot.recommender import Recommendation, Recommender, TurnResult
-from chatbot.sessions import SessionStore
-from chatbot.state import DialogueState
-from chatbot.ui_cards import (
+from chatbot.errors import USER_ERRORS, ConfigError, InputError, RecochatError
+from chatbot.serving.sessions import SessionStore
+from chatbot.serving.ui_cards import (
     CARDS_JS,
     CSS,
     EXAMPLES_JS,
@@ -42,7 +40,8 @@ from chatbot.ui_cards import (
     render_examples,
     render_filters,
 )
-from retrieval.errors import RetrievalError
+from chatbot.turn import Recommendation, Recommender, TurnResult
+from chatbot.understanding.state import DialogueState
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +54,6 @@ EXAMPLES = [
 SIGNALS = {"up": True, "down": False}
 LOCK_TIMEOUT_S = 300  # a turn longer than this means the session is stuck, not busy
 MAX_SESSION_ID = 128
-USER_ERRORS = (RecochatError, RetrievalError)
 INTERNAL_ERROR = "Something went wrong on our side (it was logged). Try again, or start over."
 
 
@@ -194,11 +192,11 @@ def build_app(
     `sessions` lets a caller (tests, an embedding app) hold the session states it serves.
     """
     if recommender is None:
-        from chatbot.recommender import build_recommender
+        from chatbot.turn import build_recommender
 
         recommender = build_recommender(settings)
     if feedback_store is None:
-        from chatbot.feedback import FeedbackStore
+        from chatbot.serving.feedback import FeedbackStore
 
         feedback_store = FeedbackStore(settings.feedback_db)
     service = ChatService(settings, recommender, feedback_store, sessions)
@@ -420,7 +418,7 @@ def launch(demo: gr.Blocks, settings: Settings, **kwargs: Any):
 
 def serve(settings: Settings) -> None:
     """Load the model, embedder and store once, then serve the page and API (blocks)."""
-    from chatbot.recommender import build_recommender
+    from chatbot.turn import build_recommender
 
     recommender = build_recommender(settings)
     try:

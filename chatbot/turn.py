@@ -16,21 +16,27 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chatbot.config import Settings
-from chatbot.constraints import CatalogSchema
 from chatbot.errors import InputError, NotIndexedError
-from chatbot.links import Link, find_link, seed_order
-from chatbot.mentions import TitleIndex
-from chatbot.model_files import rerank_mode_of
-from chatbot.reasons import Reason, generate_reasons, reason_prompt, stop_words, template_reasons
-from chatbot.rerank import (
-    format_conversation,
+from chatbot.ranking.rerank import (
     rerank,
     rerank_pointwise,
     rerank_user_text,
     score_user_text,
 )
-from chatbot.state import DialogueState
-from chatbot.templates import render
+from chatbot.reply.credit_links import Link, find_link, seed_order
+from chatbot.reply.reasons import (
+    Reason,
+    generate_reasons,
+    reason_prompt,
+    stop_words,
+    template_reasons,
+)
+from chatbot.understanding.constraints import CatalogSchema
+from chatbot.understanding.mentions import TitleIndex
+from chatbot.understanding.state import DialogueState
+from dialogues.transcript import format_conversation
+from inference.model_files import rerank_mode_of
+from prompts.loader import render
 from retrieval.candidates import FusionWeights, generate_candidates
 from retrieval.collab import CollabSignals
 from retrieval.types import Candidate, Item
@@ -431,7 +437,7 @@ def schema_of(items: Sequence[Item], settings: Settings) -> CatalogSchema:
 
 def build_recommender(settings: Settings, collab: CollabSignals | None = None) -> Recommender:
     """Create the shared heavy components once (LLM, embedder, Chroma client)."""
-    from chatbot.llm import load_llm
+    from inference.llm import load_llm
     from retrieval.embeddings import load_embedder
     from retrieval.store import ItemStore
 

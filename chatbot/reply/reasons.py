@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from chatbot.factcheck import unsupported_claims
-from chatbot.links import Link
-from chatbot.templates import bundled_prompt_dir, load_link_phrases, render
+from chatbot.reply.credit_links import Link
+from chatbot.reply.reason_checks import unsupported_claims
+from prompts.loader import bundled_prompt_dir, load_link_phrases, render
 from retrieval.types import Item
 
 

@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import BUILTIN_LLM, RERANK_MODES, LLMSettings
-from chatbot.errors import ModelError
-from chatbot.fastpath import resolve_dtype
+from inference.errors import ModelError
+from inference.linear_packing import resolve_dtype
+from inference.settings import BUILTIN_LLM, RERANK_MODES, LLMSettings
 
 log = logging.getLogger(__name__)
 

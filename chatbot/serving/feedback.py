@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.errors import ConfigError, InputError
-from chatbot.privacy import mask_pii
-from retrieval.dialogues import Dialogue, RecItem, Turn, dump_dialogues
+from chatbot.serving.privacy import mask_pii
+from dialogues.importers import dump_dialogues
+from dialogues.schema import Dialogue, RecItem, Turn
 
 SIGNALS = ("up", "down", "accept", "reject")
 POSITIVE = frozenset({"up", "accept"})

@@ -9,8 +9,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 from chatbot.errors import InputError
-from chatbot.privacy import mask_pii
-from chatbot.state import DialogueState
+from chatbot.serving.privacy import mask_pii
+from chatbot.understanding.state import DialogueState
 
 
 class SessionStore:

@@ -1,6 +1,6 @@
 """One fine-tuning run end to end: dialogues → split → serving-time examples → QLoRA → output dir.
 
-Candidates come from the product's own retrieval (`chatbot.recommender.Recommender`). With
+Candidates come from the product's own retrieval (`chatbot.turn.Recommender`). With
 `catalog`, the catalog is indexed into its own collection and collaborative signals are learned
 from the train split only; train turns see signals from the other half of the train dialogues
 (2 folds), so a turn's own answer never boosts its candidates, as at serving time. Without
@@ -20,6 +20,7 @@ from typing import Any
 
 from chatbot.config import Settings
 from chatbot.errors import InputError
+from dialogues.schema import RecTurn
 from finetune import artifacts
 from finetune.data import DialogueData, load_turns, split_by_dialogue
 from finetune.examples import (
@@ -31,7 +32,6 @@ from finetune.examples import (
     to_records,
 )
 from finetune.train import TrainOptions, TrainOutcome, device_of, load_trainable, train
-from retrieval.dialogues import RecTurn
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def load_tokenizer(settings: Settings) -> Any:
     """The training model's tokenizer (its chat template renders the prompts)."""
     from transformers import AutoTokenizer
 
-    from chatbot.model_files import resolve_model_dir
+    from inference.model_files import resolve_model_dir
 
     source = resolve_model_dir(settings.llm.model, settings.model_cache)
     return AutoTokenizer.from_pretrained(source, trust_remote_code=settings.llm.trust_remote_code)
@@ -113,7 +113,7 @@ class PromptFormatter:
         self.tokenizer = tokenizer
 
     def chat_prompt(self, user_text: str, system: str | None = None) -> str:
-        from chatbot.llm import LLM
+        from inference.llm import LLM
 
         return LLM.chat_prompt(self, user_text, system)  # type: ignore[arg-type]
 
@@ -123,7 +123,7 @@ class ExampleBuilder:
 
     def __init__(self, settings: Settings, job: FinetuneJob, tokenizer: Any, train: list[RecTurn]):
         from chatbot.indexing import field_map, open_store
-        from chatbot.recommender import Recommender
+        from chatbot.turn import Recommender
         from retrieval.catalog import load_catalog
         from retrieval.collab import CollabSignals
 
@@ -177,7 +177,7 @@ class ExampleBuilder:
         return {n: it.item_id for n in names if (it := self.catalog.find(n)) is not None}
 
     def reason_prompt(self, item: Any, user_words: str) -> str:
-        from chatbot.reasons import reason_prompt
+        from chatbot.reply.reasons import reason_prompt
 
         return reason_prompt(
             self.llm, item, user_words, filename=self.settings.prompts.reason,
@@ -264,7 +264,7 @@ def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:
 def with_train_mode(settings: Settings, job: FinetuneJob) -> Settings:
     """Settings with the reranker mode to train resolved: the configured one, for 'auto' the
     --init-adapter's own mode, else pointwise. The adapter's record keeps it for serving."""
-    from chatbot.model_files import rerank_mode_of
+    from inference.model_files import rerank_mode_of
 
     init = job.train.init_adapter
     llm = settings.llm.model_copy(update={"adapter": init})

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from langchain_core.prompts import PromptTemplate
 
-from chatbot.errors import ConfigError
+from prompts.errors import PromptError
 
 # Variables each prompt role must use: a missing or extra one is a configuration error.
 ROLE_VARIABLES: dict[str, frozenset[str]] = {
@@ -24,7 +24,7 @@ OPTIONAL_VARIABLES: dict[str, frozenset[str]] = {
     "score": frozenset({"about"}),
     "reason_fallback": frozenset({"link_phrase"}),
 }
-# `reason_links.toml`: one phrase per link kind (chatbot/links.py) and the variables it uses.
+# `reason_links.toml`: one phrase per link kind (chatbot/reply/credit_links.py) and the variables it uses.
 LINK_PHRASE_VARIABLES: dict[str, frozenset[str]] = {
     "director": frozenset({"name", "seed"}),
     "star": frozenset({"name", "seed"}),
@@ -45,14 +45,14 @@ def load_template(role: str, filename: str | None = None, directory: Path | None
     """Load the prompt file for `role` (default file: `<role>.txt`) and validate its variables."""
     path = (directory or bundled_prompt_dir()) / (filename or f"{role}.txt")
     if not path.is_file():
-        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
+        raise PromptError(f"prompt file {path} not found: fix prompts.dir or restore the file")
     template = PromptTemplate.from_template(path.read_text(encoding="utf-8").strip())
     expected = ROLE_VARIABLES[role]
     optional = OPTIONAL_VARIABLES.get(role, frozenset())
     got = frozenset(template.input_variables)
     if not expected <= got <= expected | optional:
         allowed = f" (may also use {sorted(optional)})" if optional else ""
-        raise ConfigError(
+        raise PromptError(
             f"prompt {path} uses variables {sorted(got)} but needs exactly {sorted(expected)}"
             f"{allowed}: edit the file"
         )
@@ -73,11 +73,11 @@ def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate
     if directory is not None and not path.is_file():
         path = bundled_prompt_dir() / "reason_links.toml"
     if not path.is_file():
-        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
+        raise PromptError(f"prompt file {path} not found: fix prompts.dir or restore the file")
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+        raise PromptError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
     # A kind added after a custom file was written takes the bundled phrase.
     bundled = bundled_prompt_dir() / "reason_links.toml"
     if path.resolve() != bundled.resolve():
@@ -86,10 +86,10 @@ def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate
     for kind, variables in LINK_PHRASE_VARIABLES.items():
         text = table.get(kind)
         if not isinstance(text, str):
-            raise ConfigError(f"prompt file {path} needs a text value for {kind!r}: edit the file")
+            raise PromptError(f"prompt file {path} needs a text value for {kind!r}: edit the file")
         template = PromptTemplate.from_template(text)
         if frozenset(template.input_variables) != variables:
-            raise ConfigError(
+            raise PromptError(
                 f"prompt file {path}: {kind!r} uses {sorted(template.input_variables)} but "
                 f"needs exactly {sorted(variables)}: edit the file"
             )
