@@ -3,7 +3,7 @@
     python benchmarks/mention_agreement.py --split dev --json runs/mentions_dev.json
 
 For each dialogue of the split, every utterance of its longest context (the last
-recommender turn) goes through the matcher the chat uses (`chatbot.understanding.mentions.TitleIndex`, built
+recommender turn) goes through the matcher the chat uses (`chatbot.understanding.mentions.MentionFinder`, built
 over the ReDial catalog). A detected item agrees when its catalog name is in that turn's
 `entity` list, the titles the dataset annotates as mentioned so far. Precision: agreeing
 detections / detections; recall: agreeing / annotated catalog titles. The most frequent
@@ -35,13 +35,13 @@ def main() -> int:
         print(f"error: {DATA} not found: this benchmark reads the shared ReDial data")
         return 2
 
-    from chatbot.understanding.mentions import TitleIndex
+    from chatbot.understanding.mentions import MentionFinder
     from dialogues.importers import load_rec_turns
     from dialogues.split import split_of
     from retrieval.catalog import load_catalog
 
     items = load_catalog(DATA / "id2info.json", "redial").items
-    index = TitleIndex(items)
+    index = MentionFinder.of(items)
     name_of = {it.item_id: it.title for it in items}
     names = set(name_of.values())
     turns, _ = load_rec_turns(DATA / "valid_data_processed.jsonl", "redial")

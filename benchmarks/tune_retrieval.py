@@ -76,11 +76,10 @@ def setup(limit: int | None, seed: int) -> DevSetup:
     from chatbot.indexing import field_map, open_store
     from dialogues.importers import load_rec_turns
     from dialogues.split import split_of
-    from evaluation.baselines import catalog_popularity
     from evaluation.cli import catalog_key
     from retrieval.catalog import load_catalog
     from retrieval.collab import CollabSignals
-    from retrieval.titles import TitleIndex
+    from retrieval.titles import TitleIndex, catalog_popularity
 
     catalog_path, dialogues = DATA / "id2info.json", DATA / "valid_data_processed.jsonl"
     base = load_settings()

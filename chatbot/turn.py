@@ -32,7 +32,7 @@ from chatbot.reply.reasons import (
     template_reasons,
 )
 from chatbot.understanding.constraints import CatalogSchema
-from chatbot.understanding.mentions import TitleIndex
+from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.state import DialogueState
 from dialogues.transcript import format_conversation
 from inference.model_files import rerank_mode_of
@@ -112,7 +112,7 @@ class Recommender:
         self.llm = llm
         self.collab = collab
         self._catalog_version: Any = object()
-        self._index: TitleIndex | None = None
+        self._index: MentionFinder | None = None
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
         self._heads_cached = False
@@ -127,7 +127,7 @@ class Recommender:
         )
 
     # -- catalog-derived lookups (rebuilt when the index version changes) ----------------
-    def catalog(self) -> tuple[TitleIndex, CatalogSchema]:
+    def catalog(self) -> tuple[MentionFinder, CatalogSchema]:
         version = self.store.version()
         with self._lock:
             if version != self._catalog_version or self._index is None:
@@ -136,7 +136,7 @@ class Recommender:
                     raise NotIndexedError(
                         "no catalog is indexed yet: run `recochat index --catalog PATH` first"
                     )
-                self._index = TitleIndex(items)
+                self._index = MentionFinder.of(items)
                 self._schema = schema_of(items, self.settings)
                 if self.collab is None:
                     self.collab = CollabSignals.from_catalog(items)

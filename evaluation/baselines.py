@@ -18,7 +18,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dialogues.schema import RecTurn
 from evaluation.systems import SystemOutput
 from retrieval.titles import TitleIndex
-from retrieval.types import Item
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,6 @@ _MAX_PROSE_CHARS = 80  # an unnumbered line this long is the model chatting, not
 
 
 # -- popularity ---------------------------------------------------------------------------
-
-
-def catalog_popularity(items: Iterable[Item], field: str = "popularity") -> dict[str, float]:
-    """Numeric popularity per item from the catalog (0.0 where missing or not a number)."""
-    out: dict[str, float] = {}
-    for it in items:
-        v = it.metadata.get(field)
-        ok = isinstance(v, int | float) and not isinstance(v, bool)
-        out[it.item_id] = float(v) if ok else 0.0  # type: ignore[arg-type]
-    return out
 
 
 def train_popularity(turns: Iterable[RecTurn], titles: TitleIndex) -> dict[str, float]:

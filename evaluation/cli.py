@@ -23,19 +23,14 @@ from dialogues.importers import load_rec_turns
 from dialogues.schema import FORMATS, RecTurn
 from dialogues.split import split_turns
 from evaluation import metrics
-from evaluation.baselines import (
-    NaiveLLMSystem,
-    PopularitySystem,
-    catalog_popularity,
-    train_popularity,
-)
+from evaluation.baselines import NaiveLLMSystem, PopularitySystem, train_popularity
 from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue
 from evaluation.report import write_report
 from evaluation.runner import K_EVAL, listed_ids, replay, score
 from evaluation.systems import RecommenderSystem
 from inference.settings import RERANK_MODES
 from retrieval.catalog import CATALOG_FORMATS
-from retrieval.titles import TitleIndex
+from retrieval.titles import TitleIndex, catalog_popularity
 from retrieval.types import Item
 
 log = logging.getLogger(__name__)

@@ -31,6 +31,7 @@ from typing import Any, Literal, Protocol
 
 from chatbot.ranking.rerank import LABELS, rerank_target, score_target
 from dialogues.schema import RecTurn
+from retrieval.titles import TitleIndex
 from retrieval.types import Candidate, Item
 
 log = logging.getLogger(__name__)
@@ -83,21 +84,16 @@ class Recommender(Protocol):
 ReasonPrompt = Callable[[Item, str], str]
 
 
-def normalize_title(title: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", title.lower()))
-
-
 class Catalog:
-    """Find the catalog item of a gold title (by id when known, else exact or normalized title)."""
+    """Find the catalog item of a gold title: by id when known, else through THE title matcher
+    (`retrieval.titles.TitleIndex`: exact, then normalized title)."""
 
     def __init__(self, items: Iterable[Item]):
+        items = list(items)
         self.by_id: dict[str, Item] = {}
-        self.by_title: dict[str, Item] = {}
-        self.by_norm: dict[str, Item] = {}
         for it in items:
             self.by_id.setdefault(it.item_id, it)
-            self.by_title.setdefault(it.title, it)
-            self.by_norm.setdefault(normalize_title(it.title), it)
+        self.titles = TitleIndex(items)
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -105,7 +101,8 @@ class Catalog:
     def find(self, title: str, item_id: str | None = None) -> Item | None:
         if item_id and item_id in self.by_id:
             return self.by_id[item_id]
-        return self.by_title.get(title) or self.by_norm.get(normalize_title(title))
+        found = self.titles.lookup(title)
+        return self.by_id.get(found) if found is not None else None
 
 
 def labelled_items(turn: RecTurn, catalog: Catalog) -> list[tuple[Item | None, bool | None]]:

@@ -10,7 +10,7 @@ from chatbot.understanding.constraints import (
     to_where,
     update_constraints,
 )
-from chatbot.understanding.mentions import TitleIndex
+from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.state import DialogueState
 from retrieval.types import Item
 
@@ -33,7 +33,7 @@ SCHEMA = CatalogSchema(
 
 @pytest.fixture()
 def index():
-    return TitleIndex(ITEMS)
+    return MentionFinder.of(ITEMS)
 
 
 @pytest.mark.parametrize(

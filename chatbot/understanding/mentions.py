@@ -1,7 +1,9 @@
 """Find catalog titles in free text and how the user feels about each one.
 
-Titles are matched on normalised word n-grams (lowercase, punctuation and a leading article
-dropped, an optional year), longest first. One-word titles ("Heat", "Up") only count when
+The titles come from THE title matcher (`retrieval.titles.TitleIndex`); this module holds the
+rules of free-text mention detection on top of it. Titles are matched on normalised word
+n-grams (lowercase, punctuation and a leading article dropped, an optional year), longest
+first. One-word titles ("Heat", "Up") only count when
 written capitalised and not as a common word, so "it was up to you" does not mention *Up*.
 """
 
@@ -11,12 +13,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from retrieval.titles import ARTICLE_WORDS as _ARTICLES
+from retrieval.titles import WORD as _WORD
+from retrieval.titles import TitleEntry, TitleIndex
 from retrieval.types import Item
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_YEAR = re.compile(r"\((\d{4})\)\s*$")
 _NEXT_WORD = re.compile(r"[ \t]+([A-Za-z][\w']*)")
-_ARTICLES = {"the", "a", "an"}
 COMMON_WORDS = frozenset(
     [
         "a",
@@ -108,19 +110,6 @@ SEEN_AFTER = re.compile(
 )
 
 
-def normalize(text: str) -> list[str]:
-    words = _WORD.findall(text.lower().replace("&", " and "))
-    return words
-
-
-def title_keys(title: str) -> tuple[tuple[str, ...], str | None]:
-    year = _YEAR.search(title)
-    words = normalize(_YEAR.sub("", title))
-    if len(words) > 1 and words[0] in _ARTICLES:
-        words = words[1:]
-    return tuple(words), (year.group(1) if year else None)
-
-
 @dataclass(frozen=True)
 class Mention:
     item_id: str
@@ -129,25 +118,18 @@ class Mention:
     start: int
 
 
-class TitleIndex:
-    """Normalised-title lookup over a catalog."""
+class MentionFinder:
+    """Mentions of the titles of one `TitleIndex` in free text."""
 
-    def __init__(self, items: Iterable[Item]):
-        self._by_key: dict[tuple[str, ...], list[tuple[str, str, str | None, int]]] = {}
-        self.max_len = 1
-        for item in items:
-            words, year = title_keys(item.title)
-            if not words:
-                continue
-            year = year or (str(item.year) if item.year else None)
-            pop = item.metadata.get("popularity", 0)
-            pop = int(pop) if isinstance(pop, int | float) else 0
-            self._by_key.setdefault(words, []).append((item.item_id, item.title, year, pop))
-            self.max_len = max(self.max_len, len(words))
-        self.max_len = min(self.max_len, 12)
+    def __init__(self, titles: TitleIndex):
+        self.titles = titles
+
+    @classmethod
+    def of(cls, items: Iterable[Item]) -> MentionFinder:
+        return cls(TitleIndex(items))
 
     def __len__(self) -> int:
-        return len(self._by_key)
+        return len(self.titles)
 
     def find(self, text: str) -> list[Mention]:
         """Titles mentioned in `text`, in order of appearance."""
@@ -155,13 +137,13 @@ class TitleIndex:
         words = [w for w, _ in spans]
         used = [False] * len(words)
         found: list[Mention] = []
-        for n in range(min(self.max_len, len(words)), 0, -1):
+        for n in range(min(self.titles.max_words, len(words)), 0, -1):
             for i in range(len(words) - n + 1):
                 if any(used[i : i + n]):
                     continue
                 key = tuple(words[i : i + n])
                 start_key = key[1:] if n > 1 and key[0] in _ARTICLES else key
-                entries = self._by_key.get(key) or self._by_key.get(start_key)
+                entries = self.titles.entries(key) or self.titles.entries(start_key)
                 if not entries:
                     continue
                 start = spans[i][1]
@@ -172,7 +154,7 @@ class TitleIndex:
                     else None
                 )
                 # A year backs a one-word title only when it is that title's year ("a 2017").
-                dated = year if any(e[2] == year for e in entries) else None
+                dated = year if any(e.year == year for e in entries) else None
                 if len(start_key) == 1 and not self._plausible_single(text, start, dated):
                     continue
                 if not year and _generic_phrase(text, spans, words, i, end_word, key):
@@ -205,13 +187,13 @@ class TitleIndex:
         return not sentence_start and not in_name
 
     @staticmethod
-    def _pick(entries, year: str | None) -> tuple[str, str]:
+    def _pick(entries: list[TitleEntry], year: str | None) -> tuple[str, str]:
         if year:
-            for item_id, title, y, _ in entries:
-                if y == year:
-                    return item_id, title
-        best = max(entries, key=lambda e: e[3])
-        return best[0], best[1]
+            for e in entries:
+                if e.year == year:
+                    return e.item_id, e.title
+        best = max(entries, key=lambda e: e.popularity)
+        return best.item_id, best.title
 
 
 _DETERMINERS = frozenset({"a", "an", "some", "any", "another"})

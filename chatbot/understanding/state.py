@@ -12,7 +12,7 @@ from chatbot.understanding.constraints import (
     to_where,
     update_constraints,
 )
-from chatbot.understanding.mentions import TitleIndex
+from chatbot.understanding.mentions import MentionFinder
 from retrieval.types import Query
 
 # "something else", "seen those", "not these": reject everything shown last turn.
@@ -36,7 +36,7 @@ class DialogueState:
 
     # -- updates -------------------------------------------------------------------------
     def add_user(
-        self, text: str, index: TitleIndex, schema: CatalogSchema, max_history: int = 40
+        self, text: str, index: MentionFinder, schema: CatalogSchema, max_history: int = 40
     ) -> None:
         self.history.append(("user", text))
         del self.history[:-max_history]
@@ -57,7 +57,7 @@ class DialogueState:
     def add_assistant(
         self,
         text: str,
-        index: TitleIndex | None = None,
+        index: MentionFinder | None = None,
         shown: list[str] | None = None,
         max_history: int = 40,
     ) -> None:
