@@ -1,6 +1,7 @@
 """Print the README results table from eval reports (default: every runs/eval/*/report.json).
 
-    python benchmarks/eval_redial.py && python benchmarks/eval_opendialkg.py
+    recochat eval --dataset redial --limit 500 --out runs/eval/redial-test
+    recochat eval --dataset opendialkg --limit 500 --out runs/eval/opendialkg-all
     python benchmarks/eval_table.py > runs/eval/table.md
 
 Ranking metrics are novel-protocol unless marked raw; see the README's metric definitions.
@@ -12,8 +13,6 @@ import argparse
 import json
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-META = ("catalog_items", "dialogues", "config")
 COLUMNS = ("dataset", "system", "R@1", "R@10", "R@50", "NDCG@10", "MRR@10", "raw R@10",
            "raw R@50", "out of catalog", "unsupported reasons", "coverage", "long tail",
            "p50 ms", "p95 ms")  # fmt: skip
@@ -25,9 +24,7 @@ def _f(value: object, digits: int = 3) -> str:
 
 def rows(report: dict, dataset: str) -> list[list[str]]:
     out = []
-    for name, s in report.items():
-        if name in META:
-            continue
+    for name, s in report["systems"].items():
         n, r, lat = s["novel"], s["raw"], s["latency_ms"]
         out.append([
             dataset, name, _f(n["recall@1"]), _f(n["recall@10"]), _f(n["recall@50"]),
@@ -57,11 +54,12 @@ def table(reports: list[Path]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="*", type=Path, help="report.json files or their dirs")
+    ap.add_argument("--runs", type=Path, default=Path("runs/eval"), help="default report dirs")
     opts = ap.parse_args()
     paths = [p / "report.json" if p.is_dir() else p for p in opts.reports]
-    paths = paths or sorted((ROOT / "runs" / "eval").glob("*/report.json"))
+    paths = paths or sorted(opts.runs.glob("*/report.json"))
     if not paths:
-        print("no reports: run benchmarks/eval_redial.py or eval_opendialkg.py first")
+        print("no reports: run `recochat eval --dataset redial --out runs/eval/redial-test` first")
         return 1
     print(table(paths), end="")
     return 0

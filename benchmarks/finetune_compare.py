@@ -16,26 +16,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+import logging
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eval_common import DATA, ROOT, main  # noqa: E402
+from evaluation.cli import add_eval_parser
+from evaluation.datasets import DEFAULT_DATA_DIR
 
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")
 
 
-def run(split: str, limit: int, out: Path, systems: str, extra: list[str]) -> dict:
+def run(data_dir: Path, split: str, limit: int, out: Path, systems: str, extra: list[str]) -> dict:
+    """`recochat eval --dataset redial ...` in-process; returns its report.json."""
     argv = [
-        "--split", split, "--limit", str(limit), "--systems", systems,
-        "--no-reasons", "--out", str(out), *extra,
+        "eval", "--dataset", "redial", "--data-dir", str(data_dir), "--split", split,
+        "--systems", systems, "--no-reasons", "--out", str(out), *extra,
     ]  # fmt: skip
-    dataset = [
-        "--catalog", str(DATA / "redial/id2info.json"), "--catalog-format", "redial",
-        "--dialogues", str(DATA / "redial/valid_data_processed.jsonl"),
-        "--format", "redial", "--train-split",
-    ]  # fmt: skip
-    if main("redial", dataset, default_split="test", argv=argv) != 0:
+    if limit:
+        argv += ["--limit", str(limit)]
+    parser = argparse.ArgumentParser(prog="recochat")
+    add_eval_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    if args.func(args) != 0:
         raise SystemExit(f"error: evaluation into {out} failed")
     return json.loads((out / "report.json").read_text())
 
@@ -52,15 +53,26 @@ def main_compare() -> int:
     ap.add_argument("--limit", type=int, default=0, help="0 = every turn of the split")
     ap.add_argument("--rerank-prior", type=float, help="default: llm.rerank_prior")
     ap.add_argument("--rerank-mode", choices=("logits", "pointwise"), help="default: config")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared datasets")
+    ap.add_argument("--runs", type=Path, default=Path("runs/eval"), help="where reports go")
     opts = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     prior = [] if opts.rerank_prior is None else ["--rerank-prior", str(opts.rerank_prior)]
     prior += ["--rerank-mode", opts.rerank_mode] if opts.rerank_mode else []
     # Named by adapter and mode, so one comparison never overwrites another's reports.
     run_name = f"ft-{opts.split}-{Path(opts.adapter).name}-{opts.rerank_mode or 'config'}"
-    base_dir = ROOT / "runs" / "eval" / f"{run_name}-base"
-    tuned_dir = ROOT / "runs" / "eval" / f"{run_name}-tuned"
-    base = run(opts.split, opts.limit, base_dir, "retrieval,full", prior)
-    tuned = run(opts.split, opts.limit, tuned_dir, "full", [*prior, "--adapter", opts.adapter])
+    base_dir = opts.runs / f"{run_name}-base"
+    tuned_dir = opts.runs / f"{run_name}-tuned"
+    base = run(opts.data_dir, opts.split, opts.limit, base_dir, "retrieval,full", prior)
+    tuned = run(
+        opts.data_dir,
+        opts.split,
+        opts.limit,
+        tuned_dir,
+        "full",
+        [*prior, "--adapter", opts.adapter],
+    )
+    base, tuned = {**base, **base["systems"]}, {**tuned, **tuned["systems"]}
     head = " | ".join(f"{p} {m}" for p in ("novel", "raw") for m in METRICS)
     print(f"| system | {head} | out of catalog |")
     print("|---|" + "---:|" * (2 * len(METRICS) + 1))

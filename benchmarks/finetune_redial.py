@@ -26,13 +26,11 @@ import math
 import os
 import resource
 import shutil
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "redial"  # ../shared/data: read-only, never copied
+from evaluation.datasets import DEFAULT_DATA_DIR
+from recochat.env import set_env_defaults
 
 
 def main() -> int:
@@ -49,19 +47,19 @@ def main() -> int:
     ap.add_argument(
         "--depth", type=int, help="pointwise: train examples from the top N (default k)"
     )
-    ap.add_argument("--home", type=Path, default=ROOT / "runs" / "bench-home")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "finetune" / "redial")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared datasets")
+    ap.add_argument("--home", type=Path, default=Path("runs/bench-home"))
+    ap.add_argument("--out", type=Path, default=Path("runs/finetune/redial"))
     ap.add_argument(
         "--keep", action="store_true", help="resume from --out instead of starting over"
     )
     ap.add_argument("--json", type=Path, help="also write the figures here")
     opts = ap.parse_args()
-    if not DATA.is_dir():
-        print(f"error: {DATA} not found: the benchmarks read the shared datasets")
+    data = opts.data_dir / "redial"
+    if not data.is_dir():
+        print(f"error: {data} not found: pass --data-dir (the shared datasets)")
         return 2
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    set_env_defaults()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     import torch
@@ -79,8 +77,8 @@ def main() -> int:
         learning_rate=opts.lr, lora_layers=opts.lora_layers,
     )  # fmt: skip
     job = FinetuneJob(
-        dialogues=DATA / "valid_data_processed.jsonl", train=train, fmt="redial",
-        catalog=DATA / "id2info.json", catalog_format="redial", negatives=opts.negatives,
+        dialogues=data / "valid_data_processed.jsonl", train=train, fmt="redial",
+        catalog=data / "id2info.json", catalog_format="redial", negatives=opts.negatives,
         depth=opts.depth,
     )  # fmt: skip
     t0 = time.perf_counter()

@@ -16,28 +16,27 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import tune_retrieval  # noqa: E402
-
-from retrieval.candidates import SIGNALS, FusionWeights, fuse  # noqa: E402
+from evaluation.dev_split import (
+    configured_weights,
+    data_ready,
+    dev_options,
+    rank_dev_turns,
+    setup,
+)
+from retrieval.candidates import SIGNALS, FusionWeights, fuse
 
 DEPTHS = (20, 50, 400)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    opts = tune_retrieval.dev_options(ap, "also write the figures here")
-    if not tune_retrieval.data_ready():
+    opts = dev_options(ap, "also write the figures here")
+    if not data_ready(opts.data_dir):
         return 2
-    dev = tune_retrieval.setup(opts.limit or None, opts.seed)
-    turns = tune_retrieval.load(opts.limit or None, opts.seed, dev)
-    config = tune_retrieval.configured_weights()
+    dev = setup(opts.data_dir, opts.limit or None, opts.seed)
+    turns = rank_dev_turns(dev)
+    config = configured_weights()
     weights = FusionWeights(**{k: v for k, v in config.items() if k != "k_retrieve"})
     depth = int(config["k_retrieve"])
 

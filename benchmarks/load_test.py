@@ -9,8 +9,8 @@ Each session is one `gradio_client.Client` in its own thread, sending its turns 
 other as a person would, all sessions at once. Every session carries marker preferences that
 no other session has: "since <year>" with a year unique to the session, plus "no <genre>", and
 on its first turn a 👎 on its first pick and a 👍 on its second. Checked on every turn:
-- the reply lists exactly the session's own filters (another session's constraint, or another
-  session's reply, shows up as a different label set);
+- the structured `filters` of each /recommend result are exactly the session's own (another
+  session's constraint, or another session's result, shows up as a different label set);
 - every pick satisfies the session's year and genre filters;
 - the session never gets an item twice, nor its 👎 item;
 - afterwards, /feedback from each session on an item only other sessions were shown is refused
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -74,10 +73,6 @@ FOLLOW_UPS = [  # add no constraint: the session's filters must stay exactly its
     "Next ones",
     "A few more please",
 ]
-FILTERS_IN_REPLY = (
-    re.compile(r"picks for you \((.*)\)\.$"),
-    re.compile(r"matches all of: (.*)\. Try"),
-)
 
 
 @dataclass
@@ -142,12 +137,11 @@ def check_turn(s: Session, turn: int, result: dict, ids: list[str], seen: set, c
     def bad(what: str) -> None:
         s.violations.append(f"{s.sid} turn {turn}: {what}")
 
-    reply = result["reply"]
-    match = next((m for p in FILTERS_IN_REPLY if (m := p.search(reply))), None)
-    if match is None and ids:
-        bad(f"reply without the session's filters: {reply!r}")
-    elif match and match.group(1).split(", ") != s.labels:
-        bad(f"filters {match.group(1)!r}, expected {', '.join(s.labels)!r}")
+    filters = result.get("filters")  # structured: the session's active filters
+    if filters is None:
+        bad("the /recommend result has no filters")
+    elif filters != s.labels:
+        bad(f"filters {filters!r}, expected {s.labels!r}")
     for item_id in ids:
         row = catalog.get(item_id)
         if row is None:
@@ -195,13 +189,13 @@ def free_port() -> int:
 
 
 def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False"}
+    env = dict(os.environ)  # `python -m recochat` sets its env defaults itself
     env["RECOCHAT_SERVER__CONCURRENCY"] = str(args.concurrency)
     env["RECOCHAT_SERVER__MAX_QUEUE"] = str(args.max_queue)
     common = ["--home", args.home] if args.home else []
     if not args.reasons:
         common.append("--no-reasons")
-    cli = [sys.executable, "-m", "chatbot"]
+    cli = [sys.executable, "-m", "recochat"]
     print(f"indexing {args.catalog} ...", flush=True)
     subprocess.run([*cli, "index", "--catalog", args.catalog, *common], env=env, check=True)
     port = free_port()

@@ -15,14 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "redial"
+from evaluation.datasets import DEFAULT_DATA_DIR
 
 
 def main() -> int:
@@ -30,9 +27,11 @@ def main() -> int:
     ap.add_argument("--split", choices=("train", "dev", "test"), default="dev")
     ap.add_argument("--top", type=int, default=15, help="disagreeing detections to list")
     ap.add_argument("--json", type=Path, help="also write the figures here")
+    ap.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="shared datasets")
     opts = ap.parse_args()
-    if not DATA.is_dir():
-        print(f"error: {DATA} not found: this benchmark reads the shared ReDial data")
+    data = opts.data_dir / "redial"
+    if not data.is_dir():
+        print(f"error: {data} not found: pass --data-dir (the shared datasets)")
         return 2
 
     from chatbot.understanding.mentions import MentionFinder
@@ -40,11 +39,11 @@ def main() -> int:
     from dialogues.split import split_of
     from retrieval.catalog import load_catalog
 
-    items = load_catalog(DATA / "id2info.json", "redial").items
+    items = load_catalog(data / "id2info.json", "redial").items
     index = MentionFinder.of(items)
     name_of = {it.item_id: it.title for it in items}
     names = set(name_of.values())
-    turns, _ = load_rec_turns(DATA / "valid_data_processed.jsonl", "redial")
+    turns, _ = load_rec_turns(data / "valid_data_processed.jsonl", "redial")
     last: dict[str, Any] = {}  # dialog_id -> its turn with the longest context
     for t in (t for t in turns if split_of(t.dialog_id, 0) == opts.split):
         if t.dialog_id not in last or len(t.context) > len(last[t.dialog_id].context):

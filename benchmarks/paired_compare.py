@@ -16,15 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from evaluation import metrics  # noqa: E402
+from evaluation import metrics
 
 K = 10
 DRAWS = 10_000

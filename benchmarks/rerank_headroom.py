@@ -20,20 +20,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import tune_retrieval  # noqa: E402
-
-from evaluation import metrics  # noqa: E402
-from retrieval.candidates import SIGNALS, FusionWeights, fuse  # noqa: E402
-from retrieval.types import Candidate  # noqa: E402
+from evaluation import metrics
+from evaluation.dev_split import (
+    configured_weights,
+    data_ready,
+    dev_options,
+    rank_dev_turns,
+    setup,
+)
+from retrieval.candidates import SIGNALS, FusionWeights, fuse
+from retrieval.types import Candidate
 
 FOLDS = 5
 
@@ -86,15 +85,15 @@ def scores_by_turn(turns, owner, ids_by_turn, score, chosen):
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--window", type=int, nargs="+", default=[20, 50])
-    opts = tune_retrieval.dev_options(ap, "also write the rows here")
-    if not tune_retrieval.data_ready():
+    opts = dev_options(ap, "also write the rows here")
+    if not data_ready(opts.data_dir):
         return 2
     from sklearn.linear_model import LogisticRegression
 
-    config = tune_retrieval.configured_weights()
+    config = configured_weights()
     depth = int(config.pop("k_retrieve"))
     weights = FusionWeights(**config)
-    turns = tune_retrieval.load(opts.limit or None, opts.seed)
+    turns = rank_dev_turns(setup(opts.data_dir, opts.limit or None, opts.seed))
     dialogues = sorted({t.eval_turn.turn.dialog_id for t in turns})
     np.random.default_rng(opts.seed).shuffle(dialogues)
     fold_of = {d: i % FOLDS for i, d in enumerate(dialogues)}

@@ -18,19 +18,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import tune_retrieval  # noqa: E402
-
-from evaluation import metrics  # noqa: E402
-from evaluation.protocol import resolve_turn  # noqa: E402
-from evaluation.runner import K_EVAL  # noqa: E402
+from evaluation import metrics
+from evaluation.dev_split import (
+    data_ready,
+    dev_options,
+    setup,
+)
+from evaluation.protocol import resolve_turn
+from evaluation.runner import K_EVAL
 
 PRIORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: the retrieval order
 
@@ -90,10 +88,10 @@ def evaluate(eval_turns, scored, prior: float) -> dict[str, float]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adapter", type=Path, required=True, help="adapter dir to compare")
-    opts = tune_retrieval.dev_options(ap, "also write the rows here")
-    if not tune_retrieval.data_ready():
+    opts = dev_options(ap, "also write the rows here")
+    if not data_ready(opts.data_dir):
         return 2
-    dev = tune_retrieval.setup(opts.limit or None, opts.seed)
+    dev = setup(opts.data_dir, opts.limit or None, opts.seed)
     dev.settings = dev.settings.model_copy(
         update={"llm": dev.settings.llm.model_copy(update={"rerank_mode": "pointwise"})}
     )

@@ -76,6 +76,7 @@ class TurnResult:
             "reply": self.reply,
             "recommendations": [r.to_dict() for r in self.recommendations],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "filters": list(self.filters),  # the session's active filters, as the UI shows them
         }
 
 

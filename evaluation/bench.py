@@ -1,6 +1,8 @@
 """`recochat bench`: per-stage latency of real turns, against a naive RAG chain, and scaling.
 
     recochat bench --turns 24 --out runs/bench                      # demo catalog + scaling
+    recochat bench --turns 24 --no-scaling --out runs/bench-demo    # latency only (a minute)
+    recochat bench --no-latency --scaling --out runs/scaling --json  # scaling only (minutes)
     recochat bench --catalog ../shared/data/redial/id2info.json --catalog-format redial \
         --home /tmp/redial-home --no-scaling --json
 
@@ -17,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.embeddings import Embeddings
+
+from evaluation.bench_report import format_table, plot_latency, summarize
 
 WARMUP = ["I want a movie for tonight"]
 # Fixed conversations, one user message per turn; titles exist in the demo catalog and ReDial.
@@ -40,23 +43,6 @@ CONVERSATIONS = [
     ["a war movie based on true events", "like Saving Private Ryan", "shorter please"],
     ["a mystery with a clever twist", "I loved Knives Out", "not a sequel"],
 ]
-STAGES = [  # (report name, source key)
-    ("state", "state"),
-    ("embedding", "embedding"),
-    ("chroma_query", "chroma_query"),
-    ("retrieval", "retrieval"),
-    ("rerank_prefill", "rerank"),
-    ("first_rec", "first_rec"),
-    ("reasons", "reasons"),
-    ("total", "total"),
-]
-TARGETS = {  # CPU targets for the default model on the ReDial catalog
-    "first_rec_p50_ms": 1000.0,
-    "turn_p50_ms": 2500.0,
-    "ratio_turn_p50": 0.6,
-    "retrieval_100k_p50_ms": 15.0,
-    "index_items_per_s": 300.0,
-}
 
 
 class TimedEmbeddings(Embeddings):
@@ -184,157 +170,6 @@ class Bench:
                     )
 
 
-def _pct(values: Sequence[float]) -> dict[str, float]:
-    import numpy as np
-
-    if not values:
-        return {"p50": float("nan"), "p95": float("nan")}
-    arr = np.asarray(values, dtype=float)
-    return {
-        "p50": round(float(np.percentile(arr, 50)), 1),
-        "p95": round(float(np.percentile(arr, 95)), 1),
-    }
-
-
-def summarize(bench: Bench, extra: dict[str, Any]) -> dict[str, Any]:
-    s = bench.samples
-    llm = bench.rec.llm
-    turn = _pct([x.ms["total"] for x in s])
-    first = _pct([x.ms.get("first_rec", x.ms["total"]) for x in s])
-    naive = _pct([x.naive_ms for x in s])
-    tokens = sum(x.generated_tokens for x in s)
-    decode = sum(x.decode_s for x in s)
-    naive_tokens = sum(x.naive_tokens for x in s)
-    naive_decode = sum(x.naive_decode_s for x in s)
-    named = sum(x.naive_titles for x in s)
-    recs = sum(x.n_recs for x in s)
-    stats = llm.stats
-    report = {
-        "catalog": extra.get("catalog"),
-        "items": extra.get("items"),
-        "turns": len(s),
-        "device": str(llm.device),
-        "dtype": str(llm.model.dtype).removeprefix("torch."),
-        "threads": extra.get("threads"),
-        "load_avg": extra.get("load_avg"),
-        "turn_ms": turn,
-        "first_rec_ms": first,
-        "stages_ms": {name: _pct([x.ms.get(key, 0.0) for x in s]) for name, key in STAGES},
-        "naive_turn_ms": naive,
-        "ratio_turn_p50": round(turn["p50"] / naive["p50"], 3) if naive["p50"] else None,
-        "ratio_first_rec_p50": round(first["p50"] / naive["p50"], 3) if naive["p50"] else None,
-        # Process CPU time (all threads): the work done, much less sensitive to machine load.
-        "turn_cpu_ms": _pct([x.ms["cpu"] for x in s]),
-        "naive_turn_cpu_ms": _pct([x.naive_cpu_ms for x in s]),
-        "tokens_per_s": round(tokens / decode, 1) if decode else None,
-        "naive_tokens_per_s": round(naive_tokens / naive_decode, 1) if naive_decode else None,
-        "prefill_tokens_per_s": round(stats.prompt_tokens / stats.prefill_s, 1)
-        if stats.prefill_s
-        else None,
-        "prefix_cached_share": round(
-            stats.cached_tokens / max(1, stats.cached_tokens + stats.prompt_tokens), 3
-        ),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "out_of_catalog_rate": {
-            "ours": round(sum(x.out_of_catalog for x in s) / recs, 3) if recs else 0.0,
-            "naive": round(sum(x.naive_missing for x in s) / named, 3) if named else None,
-        },
-        "naive_titles_named": named,
-        "naive_examples": [  # to audit the out-of-catalog count by eye
-            {
-                "message": x.message,
-                "answer": x.naive_text,
-                "titles": x.naive_titles,
-                "missing": x.naive_missing,
-            }
-            for x in s[:3]
-        ],
-        "catalog_index_items_per_s": extra.get("catalog_index_items_per_s"),
-        "retrieval_ms_at": extra.get("retrieval_ms_at", {}),
-        "index_items_per_s_at": extra.get("index_items_per_s_at", {}),
-        "scaling": extra.get("scaling", []),
-    }
-    report["targets"] = _targets(report)
-    return report
-
-
-def _targets(r: dict[str, Any]) -> dict[str, Any]:
-    values = {
-        "first_rec_p50_ms": r["first_rec_ms"]["p50"],
-        "turn_p50_ms": r["turn_ms"]["p50"],
-        "ratio_turn_p50": r["ratio_turn_p50"],
-        "retrieval_100k_p50_ms": r["retrieval_ms_at"].get("100000"),
-        "index_items_per_s": min(r["index_items_per_s_at"].values(), default=None)
-        if r["index_items_per_s_at"]
-        else None,
-    }
-    out = {}
-    for key, target in TARGETS.items():
-        value = values[key]
-        higher_is_better = key == "index_items_per_s"
-        ok = None if value is None else (value >= target if higher_is_better else value <= target)
-        out[key] = {"target": target, "value": value, "ok": ok}
-    return out
-
-
-def format_table(r: dict[str, Any]) -> str:
-    load = r.get("load_avg") or ["?", "?"]
-    lines = [
-        f"recochat bench: {r['catalog']} ({r['items']} items), {r['turns']} turns, "
-        f"{r['device']} {r['dtype']}, {r['threads']} threads, load avg {load[0]} -> {load[1]}",
-        f"{'stage':<28}{'p50 ms':>10}{'p95 ms':>10}",
-    ]
-    for name, pct in r["stages_ms"].items():
-        lines.append(f"{name:<28}{pct['p50']:>10.1f}{pct['p95']:>10.1f}")
-    n = r["naive_turn_ms"]
-    lines += [
-        f"{'naive RAG turn (128 tok)':<28}{n['p50']:>10.1f}{n['p95']:>10.1f}",
-        f"ours/naive p50: whole turn {r['ratio_turn_p50']}, first rec {r['ratio_first_rec_p50']}",
-        f"CPU time per turn p50 (all threads): ours {r['turn_cpu_ms']['p50']} ms, naive "
-        f"{r['naive_turn_cpu_ms']['p50']} ms",
-        f"out-of-catalog rate: ours {r['out_of_catalog_rate']['ours']}, naive "
-        f"{r['out_of_catalog_rate']['naive']} (of {r['naive_titles_named']} titles named)",
-        f"tokens/s: reasons {r['tokens_per_s']}, naive {r['naive_tokens_per_s']}; prefill "
-        f"{r['prefill_tokens_per_s']} tok/s, {r['prefix_cached_share']:.0%} of prompt tokens "
-        "from the prefix cache",
-        f"peak RSS {r['peak_rss_mb']} MB",
-    ]
-    for p in r["scaling"]:
-        lines.append(
-            f"scaling {p['size']:>7} items: query p50 {p['query_p50_ms']} ms "
-            f"(filtered {p['filtered_query_p50_ms']} ms), index {p['items_per_s']} items/s"
-        )
-    for key, t in r["targets"].items():
-        mark = {True: "ok", False: "MISSED", None: "not measured"}[t["ok"]]
-        lines.append(f"target {key} {t['target']}: {t['value']} {mark}")
-    return "\n".join(lines)
-
-
-def plot_latency(r: dict[str, Any], path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = [*r["stages_ms"], "naive_turn"]
-    p50 = [r["stages_ms"][k]["p50"] for k in r["stages_ms"]] + [r["naive_turn_ms"]["p50"]]
-    p95 = [r["stages_ms"][k]["p95"] for k in r["stages_ms"]] + [r["naive_turn_ms"]["p95"]]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    xs = range(len(names))
-    ax.bar([x - 0.2 for x in xs], p50, width=0.4, label="p50")
-    ax.bar([x + 0.2 for x in xs], p95, width=0.4, label="p95")
-    ax.set_xticks(list(xs), names, rotation=30, ha="right")
-    ax.set(ylabel="ms", title=f"turn stages, {r['catalog']} ({r['device']} {r['dtype']})")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
-
-
-# -- CLI ------------------------------------------------------------------------------------
-
-
 def add_bench_parser(subparsers: Any) -> Any:
     from chatbot.options import add_settings_options
     from dialogues.schema import FORMATS
@@ -358,6 +193,12 @@ def add_bench_parser(subparsers: Any) -> Any:
         help="also measure Chroma query/index rate on synthetic catalogs (minutes at 100k)",
     )
     p.add_argument("--scaling-sizes", default="1000,10000,100000", help="comma-separated sizes")
+    p.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="replay the turns (--no-latency with --scaling: the scaling curve only, no LLM)",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     p.add_argument("--out", help="directory for bench.json and PNG plots")
     add_settings_options(p)
@@ -374,12 +215,14 @@ def run_bench(args: argparse.Namespace) -> int:
     log = (
         (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.verbose else (lambda _m: None)
     )
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if not args.latency:
+        return _scaling_only(settings, sizes, out, args.json, log)
     load0 = round(os.getloadavg()[0], 2)
     bench, extra = build_bench(settings, args, log)
     conversations = load_conversations(args.conversations, args.conversations_format)
     bench.replay(conversations, args.turns, log)
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
     if args.scaling:
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             extra.update(scaling_extra(bench.embedder.inner, sizes, Path(tmp), log))
@@ -396,6 +239,32 @@ def run_bench(args: argparse.Namespace) -> int:
 
             plot_scaling([ScalePoint(**p) for p in report["scaling"]], out / "scaling.png")
     print(json.dumps(report, indent=2) if args.json else format_table(report))
+    return 0
+
+
+def _scaling_only(
+    settings: Any, sizes: list[int], out: Path | None, as_json: bool, log: Callable[[str], None]
+) -> int:
+    """`--no-latency`: only the catalog scaling curve (no LLM is loaded)."""
+    from evaluation.scaling import ScalePoint, plot_scaling
+    from retrieval.embeddings import load_embedder
+
+    load0 = round(os.getloadavg()[0], 2)
+    with tempfile.TemporaryDirectory(dir=out) as tmp:
+        report = scaling_extra(load_embedder(settings.retrieval.embedder), sizes, Path(tmp), log)
+    report["load_avg"] = [load0, round(os.getloadavg()[0], 2)]
+    if out:
+        (out / "bench.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        plot_scaling([ScalePoint(**p) for p in report["scaling"]], out / "scaling.png")
+    if as_json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for p in report["scaling"]:
+        print(
+            f"{p['size']:>7} items: query p50 {p['query_p50_ms']} ms, p95 {p['query_p95_ms']} "
+            f"ms, filtered p50 {p['filtered_query_p50_ms']} ms; index {p['items_per_s']} items/s"
+        )
+    print(f"load average {report['load_avg'][0]} -> {report['load_avg'][1]}")
     return 0
 
 

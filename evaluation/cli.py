@@ -1,8 +1,13 @@
 """`recochat eval`: replay dialogue turns through the product and baselines, write a report.
 
+    recochat eval --dataset redial --split test --limit 500 --out runs/eval/redial-test
+    recochat eval --dataset opendialkg --limit 500 --out runs/eval/opendialkg-all
     recochat eval --catalog ../shared/data/redial/id2info.json --catalog-format redial \
         --dialogues ../shared/data/redial/valid_data_processed.jsonl --format redial \
-        --split test --train-split --limit 500 --out runs/eval-redial
+        --split test --train-split --limit 500 --out runs/eval/redial-test   # the same, spelt out
+
+`--dataset` fills the catalog, dialogue and train flags of a public dataset under
+`--data-dir` (`evaluation.datasets`); flags given explicitly win.
 
 The catalog is indexed into a collection named after a hash of the catalog file, format,
 field map and embedder, so a rerun reuses the vectors. Collaborative signals come only from
@@ -24,6 +29,7 @@ from dialogues.schema import FORMATS, RecTurn
 from dialogues.split import split_turns
 from evaluation import metrics
 from evaluation.baselines import NaiveLLMSystem, PopularitySystem, train_popularity
+from evaluation.datasets import DATASETS, DEFAULT_DATA_DIR
 from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue
 from evaluation.report import write_report
 from evaluation.runner import K_EVAL, listed_ids, replay, score
@@ -46,10 +52,22 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--catalog", required=True, type=Path, help="Catalog file to index.")
+    p.add_argument(
+        "--dataset",
+        choices=sorted(DATASETS),
+        help="A public dataset under --data-dir: sets --catalog, --dialogues, their formats, "
+        "the train signal (ReDial: --train-split; OpenDialKG: its train file) and the split.",
+    )
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="Where --dataset finds the shared datasets.",
+    )
+    p.add_argument("--catalog", type=Path, help="Catalog file to index (or --dataset).")
     p.add_argument("--catalog-format", choices=CATALOG_FORMATS, help="Default: from the suffix.")
-    p.add_argument("--dialogues", required=True, type=Path, help="Dialogues to replay.")
-    p.add_argument("--format", choices=FORMATS, default="jsonl", help="Format of --dialogues.")
+    p.add_argument("--dialogues", type=Path, help="Dialogues to replay (or --dataset).")
+    p.add_argument("--format", choices=FORMATS, help="Format of --dialogues (default: jsonl).")
     p.add_argument("--train", type=Path, help="Dialogues whose turns feed collaborative signals.")
     p.add_argument("--train-format", choices=FORMATS, help="Format of --train (default: --format).")
     p.add_argument(
@@ -61,11 +79,13 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--split",
         choices=("all", "train", "dev", "test"),
-        default="all",
-        help="Evaluate one split of the hash split by dialogue.",
+        help="Evaluate one split of the hash split by dialogue (default: all, or the "
+        "dataset's reported split).",
     )
     p.add_argument("--split-seed", type=int, default=0, help="Seed of the split (as in training).")
-    p.add_argument("--limit", type=int, help="Evaluate N turns sampled by whole dialogues.")
+    p.add_argument(
+        "--limit", type=int, help="Evaluate N turns sampled by whole dialogues (default: all)."
+    )
     p.add_argument("--seed", type=int, default=0, help="Seed of the --limit sample.")
     p.add_argument(
         "--systems",
@@ -107,6 +127,33 @@ def parse_systems(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def apply_dataset(args: argparse.Namespace) -> None:
+    """Fill the data flags of `--dataset` that were not given; check the required ones."""
+    if args.dataset:
+        ds = DATASETS[args.dataset]
+        root = Path(args.data_dir)
+        if not (root / ds.dialogues).is_file():
+            raise EvalArgsError(
+                f"{root / ds.dialogues} not found: pass --data-dir (the shared datasets)"
+            )
+        if args.catalog is None:
+            args.catalog, args.catalog_format = root / ds.catalog, ds.catalog_format
+        if args.dialogues is None:
+            args.dialogues, args.format = root / ds.dialogues, args.format or ds.format
+        if args.split is None:
+            args.split = ds.split
+        if ds.train is None:
+            args.train_split = args.train_split or (
+                args.train is None and args.split in ("dev", "test")
+            )
+        elif args.train is None and not args.train_split:
+            args.train = root / ds.train
+    if args.catalog is None or args.dialogues is None:
+        raise EvalArgsError("pass --catalog and --dialogues, or --dataset")
+    args.format = args.format or "jsonl"
+    args.split = args.split or "all"
+
+
 def catalog_key(path: Path, fmt: str | None, field_map: Any, embedder: str) -> str:
     """Collection name for a catalog: same file, format, field map and embedder → same index."""
     h = hashlib.sha256(Path(path).read_bytes())
@@ -145,6 +192,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from chatbot.indexing import field_map
     from retrieval.catalog import load_catalog
 
+    apply_dataset(args)
     systems = parse_systems(args.systems)
     if args.train_split and args.split not in ("dev", "test"):
         raise EvalArgsError("--train-split needs --split dev or --split test")
@@ -217,8 +265,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     ids = sorted(listed_ids(runs, turns) & by_id.keys())
     vectors = dict(zip(ids, rec.store.embeddings(ids), strict=True)) if ids else {}
     report: dict[str, Any] = {
-        run.name: score(run, turns, catalog_size=len(by_id), head=head, vectors=vectors)
-        for run in runs
+        "systems": {
+            run.name: score(run, turns, catalog_size=len(by_id), head=head, vectors=vectors)
+            for run in runs
+        }
     }
     report["catalog_items"] = len(by_id)
     report["dialogues"] = {

@@ -1,12 +1,12 @@
 """Write an eval run: report.json, report.md, recall.png, latency.png and turns.jsonl.
 
-report.json (system names are top-level keys next to the three run-level keys):
+report.json (the contract `recochat eval` was specified with):
 
-    {"<system>": {"novel": {"recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10"},
-                  "raw": {...same...},
-                  "out_of_catalog_rate", "reason_unsupported_rate", "coverage",
-                  "long_tail_share", "intra_list_diversity", "latency_ms": {"p50", "p95"},
-                  "n_turns", "n_gold"},
+    {"systems": {"<system>": {"novel": {"recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10"},
+                              "raw": {...same...},
+                              "out_of_catalog_rate", "reason_unsupported_rate", "coverage",
+                              "long_tail_share", "intra_list_diversity",
+                              "latency_ms": {"p50", "p95"}, "n_turns", "n_gold"}},
      "catalog_items": int, "dialogues": {...counts, malformed lines...}, "config": {...}}
 
 Rates that a system cannot have (reasons of a system that writes none, a long tail without any
@@ -24,7 +24,7 @@ from typing import Any
 from evaluation.protocol import EvalTurn
 from evaluation.runner import LIST_K, SystemRun, counters, stage_medians
 
-META_KEYS = ("catalog_items", "dialogues", "config")
+META_KEYS = ("systems", "catalog_items", "dialogues", "config")
 RANKING_KEYS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")
 SYSTEM_KEYS = (
     "novel",
@@ -41,7 +41,7 @@ SYSTEM_KEYS = (
 
 
 def system_names(report: Mapping[str, Any]) -> list[str]:
-    return [k for k in report if k not in META_KEYS]
+    return list(report["systems"])
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -70,7 +70,7 @@ def markdown(
         "|---|" + "---:|" * 14,
     ]
     for name in system_names(report):
-        s = report[name]
+        s = report["systems"][name]
         n, r = s["novel"], s["raw"]
         cells = [
             n["recall@1"], n["recall@10"], n["recall@50"], n["ndcg@10"], n["mrr@10"],
@@ -122,7 +122,7 @@ def plot_recall(report: Mapping[str, Any], path: Path) -> None:
     for ax, protocol in zip(axes, ("novel", "raw"), strict=True):
         for j, key in enumerate(ks):
             xs = [i + (j - (len(ks) - 1) / 2) * width for i in range(len(names))]
-            ax.bar(xs, [report[n][protocol][key] for n in names], width, label=key)
+            ax.bar(xs, [report["systems"][n][protocol][key] for n in names], width, label=key)
         ax.set_xticks(range(len(names)), names)
         ax.set_title(f"{protocol} protocol")
         ax.grid(axis="y", alpha=0.3)

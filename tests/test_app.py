@@ -78,7 +78,7 @@ def test_readme_example(server, demo_settings, demo_catalog):
     )
     print(result["recommendations"][0]["title"], "—", result["recommendations"][0]["reason"])
 
-    assert set(result) == {"reply", "recommendations", "timings_ms"}
+    assert set(result) == {"reply", "recommendations", "timings_ms", "filters"}
     assert isinstance(result["reply"], str) and result["reply"]
     assert len(result["recommendations"]) == demo_settings.retrieval.k_final
     heat = next(i for i, row in demo_catalog.items() if row["title"] == "Heat")

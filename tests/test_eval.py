@@ -252,9 +252,9 @@ def eval_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pat
 
 def _assert_shape(report: dict, systems: list[str], n_turns: int = 4) -> None:
     assert system_names(report) == systems
-    assert set(report) == {*systems, *META_KEYS}
+    assert set(report) == set(META_KEYS)
     for name in systems:
-        s = report[name]
+        s = report["systems"][name]
         assert tuple(s) == SYSTEM_KEYS
         assert tuple(s["novel"]) == RANKING_KEYS and tuple(s["raw"]) == RANKING_KEYS
         assert set(s["latency_ms"]) == {"p50", "p95"}
@@ -282,9 +282,9 @@ def test_eval_end_to_end_retrieval_and_popularity(eval_files: dict[str, Path]) -
         and report["config"]["train_turns_dropped_as_overlap"] == 2
     )
     # Popularity from train: Sicario (2 turns) and Toy Story (2) lead; Toy Story is gold twice.
-    pop = report["popularity"]
+    pop = report["systems"]["popularity"]
     assert pop["raw"]["recall@10"] > 0 and pop["out_of_catalog_rate"] == 0.0
-    assert report["retrieval"]["intra_list_diversity"] is not None
+    assert report["systems"]["retrieval"]["intra_list_diversity"] is not None
     for name in ("report.md", "recall.png", "latency.png", "turns.jsonl"):
         assert (f["out"] / name).stat().st_size > 0
     assert (f["out"] / "recall.png").read_bytes()[:4] == b"\x89PNG"
@@ -294,9 +294,9 @@ def test_eval_end_to_end_retrieval_and_popularity(eval_files: dict[str, Path]) -
     assert _run([*argv[:-3], "--out", str(f["out"] / "again"), "--no-progress"]) == 0
     again = json.loads((f["out"] / "again" / "report.json").read_text())
     assert again["config"]["collection"] == report["config"]["collection"]
-    assert again["popularity"] == {
-        **report["popularity"],
-        "latency_ms": again["popularity"]["latency_ms"],
+    assert again["systems"]["popularity"] == {
+        **report["systems"]["popularity"],
+        "latency_ms": again["systems"]["popularity"]["latency_ms"],
     }
 
 
@@ -333,7 +333,7 @@ def test_eval_end_to_end_full_and_naive_llm(
     assert _run(argv) == 0
     report = json.loads((f["out"] / "report.json").read_text())
     _assert_shape(report, ["full", "naive-llm"], n_turns=2)
-    full, naive = report["full"], report["naive-llm"]
+    full, naive = report["systems"]["full"], report["systems"]["naive-llm"]
     assert full["out_of_catalog_rate"] == 0.0  # a permutation of catalog candidates
     assert full["reason_unsupported_rate"] is not None  # reasons were generated and checked
     assert 0.0 <= naive["out_of_catalog_rate"] <= 1.0 and naive["reason_unsupported_rate"] is None

@@ -71,7 +71,7 @@ def test_bad_messages_are_clear_errors(recommender, message):
 
 def test_json_shape(recommender):
     data = recommender.recommend(DialogueState("t6"), "a tense heist movie").to_dict()
-    assert set(data) == {"reply", "recommendations", "timings_ms"}
+    assert set(data) == {"reply", "recommendations", "timings_ms", "filters"}
     assert set(data["recommendations"][0]) == {"item_id", "title", "reason", "score"}
     json.dumps(data)
 
