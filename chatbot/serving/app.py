@@ -28,6 +28,7 @@ import gradio as gr
 
 from chatbot.config import Settings
 from chatbot.errors import USER_ERRORS, ConfigError, InputError, RecochatError
+from chatbot.reply.turn_result import Recommendation, TurnResult
 from chatbot.serving.sessions import SessionStore
 from chatbot.serving.ui_cards import (
     CARDS_JS,
@@ -40,7 +41,7 @@ from chatbot.serving.ui_cards import (
     render_examples,
     render_filters,
 )
-from chatbot.turn import Recommendation, Recommender, TurnResult
+from chatbot.turn import Recommender
 from chatbot.understanding.state import DialogueState
 
 log = logging.getLogger(__name__)

@@ -7,8 +7,11 @@ terms that down-weight matching items. Parsing is rule-based: fast, predictable 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from retrieval.types import Item
 
 GENRE_SYNONYMS = {
     "scary": "horror",
@@ -162,6 +165,28 @@ class CatalogSchema:
     year_field: str = "year"
     rating_field: str | None = None
     numeric_fields: frozenset[str] = frozenset()
+
+
+def schema_of(items: Sequence[Item], cat: Any) -> CatalogSchema:
+    """What `items` can filter on; `cat`: the `CatalogSettings` naming the genre/year fields."""
+    genres: set[str] = set()
+    numeric: set[str] = set()
+    has_rating = False
+    for it in items:
+        g = it.metadata.get(cat.genre_field)
+        if isinstance(g, list):
+            genres.update(x.lower() for x in g)
+        for key, value in it.metadata.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                numeric.add(key)
+        has_rating = has_rating or "rating" in it.metadata
+    return CatalogSchema(
+        genres=frozenset(genres),
+        genre_field=cat.genre_field,
+        year_field=cat.year_field,
+        rating_field="rating" if has_rating else None,
+        numeric_fields=frozenset(numeric),
+    )
 
 
 def _genre_mentions(text: str, schema: CatalogSchema) -> list[tuple[str, int]]:

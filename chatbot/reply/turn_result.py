@@ -1,0 +1,73 @@
+"""What a turn returns: the recommendation cards and the reply sentence around them.
+
+`TurnResult.to_dict` is the `/recommend` API and `recochat ask --json` shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from retrieval.types import Candidate
+
+
+@dataclass
+class Recommendation:
+    item_id: str
+    title: str
+    reason: str
+    score: float
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "item_id": self.item_id,
+            "title": self.title,
+            "reason": self.reason,
+            "score": round(self.score, 4),
+        }
+
+
+@dataclass
+class TurnResult:
+    reply: str
+    recommendations: list[Recommendation]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
+    stage: str = "done"  # "ranked" (reasons pending) or "done"
+    filters: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "reply": self.reply,
+            "recommendations": [r.to_dict() for r in self.recommendations],
+            "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
+            "filters": list(self.filters),  # the session's active filters, as the UI shows them
+        }
+
+
+def card(c: Candidate, rank: int) -> Recommendation:
+    """The card of the candidate shown at `rank` (0-based); its reason is written later."""
+    facts = {k: v for k, v in c.item.metadata.items() if k != "description"}
+    return Recommendation(
+        item_id=c.item.item_id,
+        title=c.item.title,
+        reason="",
+        score=1.0 / (rank + 1),
+        facts=facts,
+    )
+
+
+def ranked_reply(filters: list[str], n: int) -> str:
+    scope = f" ({', '.join(filters)})" if filters else ""
+    return f"Here are {n} picks for you{scope}."
+
+
+def no_match_reply(filters: list[str]) -> str:
+    if filters:
+        return (
+            "Nothing in the catalog matches all of: "
+            + ", ".join(filters)
+            + ". Try removing one of these filters."
+        )
+    return "I have nothing new to suggest: everything that fits was already shown."
