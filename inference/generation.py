@@ -1,0 +1,177 @@
+"""Constrained greedy generation: batched, stopping each row early, optionally word-restricted.
+
+`Generation` is a mixin of `inference.llm.LLM` over its `ForwardPass`: a plain decoding loop
+with repetition penalty and no repeated 3-gram, as `transformers`' `generate` does them, that
+stops each row at `stop` / end-of-sequence / a sentence end instead of running the full
+budget, and (`allowed_tokens`) computes only the output-layer rows of allowed ids.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+SENTENCE_END = (".", "!", "?")
+REPETITION_PENALTY = 1.1
+NO_REPEAT_NGRAM = 3
+
+
+class Generation:
+    """`generate` / `generate_ids` / `vocabulary_of` of a loaded LLM."""
+
+    model: Any
+    tokenizer: Any
+    lock: Any
+    stats: Any
+
+    def vocabulary_of(self, texts: list[str]) -> set[int]:
+        """Token ids that spell the words of `texts` (with and without a leading space)."""
+        words = {w for t in texts for w in re.findall(r"\w+|[^\w\s]", t)}
+        forms = {f for w in words for f in (w, w.lower(), w.capitalize())}
+        variants = sorted(forms | {" " + f for f in forms})
+        ids: set[int] = set()
+        if variants:  # one batched call: the fast tokenizer runs them in Rust
+            for row in self.tokenizer(variants, add_special_tokens=False)["input_ids"]:
+                ids.update(row)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def generate(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed_tokens: list[set[int]] | None = None,
+        one_sentence: bool = False,
+    ) -> list[str]:
+        """Greedy, batched generation; returns the new text of each prompt (cut at `stop`).
+
+        `allowed_tokens[i]` restricts prompt i to those token ids (lexically constrained
+        decoding): the output can only reuse words it was given. `one_sentence` ends a row at
+        its first sentence end (., ! or ?), kept in the text.
+        """
+        ids = self.generate_ids(
+            prompts,
+            max_new_tokens,
+            stop=stop,
+            allowed_tokens=allowed_tokens,
+            one_sentence=one_sentence,
+        )
+        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
+        if stop:
+            texts = [t.strip().split(stop)[0].strip() for t in texts]
+        return [t.strip() for t in texts]
+
+    def generate_ids(
+        self,
+        prompts: list[str],
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed_tokens: list[set[int]] | None = None,
+        one_sentence: bool = False,
+    ) -> list[list[int]]:
+        """The new token ids of each prompt (end-of-sequence excluded).
+
+        Greedy with repetition penalty 1.1 and no repeated 3-gram over prompt + output, as
+        `transformers`' `generate` does them. A row stops at end-of-sequence, as soon as its
+        text contains `stop`, or (`one_sentence`) ends a sentence; the batch stops when every
+        row has. With `allowed_tokens`, only
+        the output-layer rows of allowed ids are computed.
+        """
+        import torch
+
+        if not prompts:
+            return []
+        if allowed_tokens is not None and len(allowed_tokens) != len(prompts):
+            raise ValueError("allowed_tokens needs one set of token ids per prompt")
+        rows = [self._encode(p) for p in prompts]
+        vocab = self.model.config.vocab_size
+        eos = self._eos_ids()
+        # The token space scored at each step: everything, or the union of allowed ids.
+        cols: list[int] | None = None
+        if allowed_tokens:
+            cols = sorted({i for ids in allowed_tokens for i in ids if 0 <= i < vocab})
+        col_of = {t: c for c, t in enumerate(cols)} if cols is not None else None
+        width = len(cols) if cols is not None else vocab
+
+        def col(token: int) -> int | None:
+            return token if col_of is None else col_of.get(token)
+
+        with self.lock, torch.inference_mode():
+            out0, cache, mask = self._prefill(rows, max_new_tokens)
+            started = time.perf_counter()
+            head = self._head_rows(cols)
+            dev = out0.device
+            seen = torch.zeros(len(rows), width, dtype=torch.bool, device=dev)
+            for b, row in enumerate(rows):
+                seen[b, [c for c in map(col, row) if c is not None]] = True
+            allowed = None
+            if allowed_tokens:
+                allowed = torch.full((len(rows), width), float("-inf"), device=dev)
+                for b, ids in enumerate(allowed_tokens):
+                    allowed[b, [c for c in map(col, ids) if c is not None]] = 0.0
+            history = [list(r) for r in rows]
+            ngrams = [_ngram_table(r) for r in rows]
+            out: list[list[int]] = [[] for _ in rows]
+            finished = [False] * len(rows)
+            positions = mask.sum(-1, keepdim=True) if mask is not None else None
+            hidden = out0
+            for step in range(max_new_tokens):
+                scores = self._project(hidden, head, cols)
+                penalized = torch.where(
+                    scores < 0, scores * REPETITION_PENALTY, scores / REPETITION_PENALTY
+                )
+                scores = torch.where(seen, penalized, scores)
+                if allowed is not None:
+                    scores = scores + allowed
+                for b, hist in enumerate(history):
+                    banned = ngrams[b].get(tuple(hist[-(NO_REPEAT_NGRAM - 1) :]))
+                    if banned and not finished[b]:
+                        banned_cols = [c for c in map(col, banned) if c is not None]
+                        scores[b, banned_cols] = float("-inf")
+                picked = scores.argmax(-1).tolist()
+                feed = []
+                for b, c in enumerate(picked):
+                    token = c if cols is None else cols[c]
+                    if finished[b] or token in eos:
+                        finished[b] = True
+                        feed.append(self.tokenizer.pad_token_id or 0)
+                        continue
+                    out[b].append(token)
+                    history[b].append(token)
+                    seen[b, c] = True
+                    _ngram_add(ngrams[b], history[b])
+                    feed.append(token)
+                    text = self.tokenizer.decode(out[b]).strip()
+                    if (stop and stop in text) or (one_sentence and text.endswith(SENTENCE_END)):
+                        finished[b] = True
+                if all(finished) or step == max_new_tokens - 1:
+                    break
+                step_ids = torch.tensor(feed, device=dev).unsqueeze(1)
+                if mask is None:
+                    hidden = self._forward(step_ids, cache)
+                else:
+                    mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
+                    hidden = self._forward(step_ids, cache, mask, positions)
+                    positions = positions + 1
+            self.stats.generated_tokens += sum(len(o) for o in out)
+            self.stats.decode_s += time.perf_counter() - started
+        return out
+
+
+def _ngram_table(ids: list[int]) -> dict[tuple[int, ...], set[int]]:
+    table: dict[tuple[int, ...], set[int]] = {}
+    n = NO_REPEAT_NGRAM
+    for i in range(len(ids) - n + 1):
+        table.setdefault(tuple(ids[i : i + n - 1]), set()).add(ids[i + n - 1])
+    return table
+
+
+def _ngram_add(table: dict[tuple[int, ...], set[int]], ids: list[int]) -> None:
+    n = NO_REPEAT_NGRAM
+    if len(ids) >= n:
+        table.setdefault(tuple(ids[-n:-1]), set()).add(ids[-1])
