@@ -42,13 +42,6 @@ def write_record(out: Path, record: dict[str, Any]) -> Path:
     return path
 
 
-def read_record(adapter_dir: Path) -> dict[str, Any] | None:
-    path = Path(adapter_dir) / RECORD
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def loss_points(log_history: list[dict[str, Any]]) -> tuple[list[tuple[int, float]], ...]:
     """(step, train loss) and (step, dev loss) points of a Trainer log history."""
     train = [(int(e["step"]), float(e["loss"])) for e in log_history if "loss" in e]

@@ -1,10 +1,11 @@
-"""One fine-tuning run end to end: dialogues → split → serving-time examples → QLoRA → output dir.
+"""One fine-tuning run end to end: dialogues → split → examples → QLoRA → output dir.
 
-Candidates come from the product's own retrieval (`chatbot.turn.Recommender`). With
-`catalog`, the catalog is indexed into its own collection and collaborative signals are learned
-from the train split only; train turns see signals from the other half of the train dialogues
-(2 folds), so a turn's own answer never boosts its candidates, as at serving time. Without
-`catalog`, the indexed store and collab file of `settings.home` are used as served.
+The trip: `run_job` splits the dialogues (`finetune.data`), builds serving-time examples
+(`finetune.examples.ExampleBuilder`: candidates from the product's own retrieval,
+`chatbot.turn.Recommender`), trains (`finetune.train`) and writes the adapter and its record
+(`finetune.artifacts`). With `catalog`, the catalog is indexed into its own collection and
+collaborative signals are learned from the train split only. Without `catalog`, the indexed
+store and collab file of `settings.home` are used as served.
 """
 
 from __future__ import annotations
@@ -23,15 +24,9 @@ from chatbot.errors import InputError
 from dialogues.schema import RecTurn
 from finetune import artifacts
 from finetune.data import DialogueData, load_turns, split_by_dialogue
-from finetune.examples import (
-    Catalog,
-    Example,
-    ExampleStats,
-    build_examples,
-    examples_sha256,
-    to_records,
-)
+from finetune.examples import ExampleBuilder, examples_sha256, load_tokenizer, to_records
 from finetune.train import TrainOptions, TrainOutcome, device_of, load_trainable, train
+from finetune.turn_examples import Example, ExampleStats
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +58,6 @@ class FinetuneResult:
     dev_examples: list[Example] = field(default_factory=list)
 
 
-def catalog_collection(path: Path, fmt: str | None, settings: Settings) -> str:
-    """Collection for a catalog file: same bytes, format and embedder → same vectors, reused."""
-    h = hashlib.sha256(Path(path).read_bytes())
-    h.update(json.dumps([fmt, settings.catalog.model_dump(), settings.retrieval.embedder]).encode())
-    return f"finetune-{h.hexdigest()[:16]}"
-
-
-def fold_of(dialog_id: str, seed: int) -> int:
-    return int(hashlib.sha256(f"fold:{seed}:{dialog_id}".encode()).hexdigest()[:8], 16) % 2
-
-
 def cap_by_dialogue(turns: list[RecTurn], limit: int, seed: int) -> list[RecTurn]:
     """At most `limit` turns, taken as whole dialogues in a seeded order (0 = all)."""
     if limit <= 0 or len(turns) <= limit:
@@ -91,124 +75,6 @@ def cap_by_dialogue(turns: list[RecTurn], limit: int, seed: int) -> list[RecTurn
         keep.add(dialog_id)
         count += sizes[dialog_id]
     return [t for t in turns if t.dialog_id in keep]
-
-
-def load_tokenizer(settings: Settings) -> Any:
-    """The training model's tokenizer (its chat template renders the prompts)."""
-    from transformers import AutoTokenizer
-
-    from inference.model_files import resolve_model_dir
-
-    source = resolve_model_dir(settings.llm.model, settings.model_cache)
-    return AutoTokenizer.from_pretrained(source, trust_remote_code=settings.llm.trust_remote_code)
-
-
-class PromptFormatter:
-    """The served LLM's prompt formatting (`LLM.chat_prompt` itself) without loading a model.
-
-    Building prompts needs only the chat template; the recommender calls `chat_prompt` alone.
-    """
-
-    def __init__(self, tokenizer: Any):
-        self.tokenizer = tokenizer
-
-    def chat_prompt(self, user_text: str, system: str | None = None) -> str:
-        from inference.llm import LLM
-
-        return LLM.chat_prompt(self, user_text, system)  # type: ignore[arg-type]
-
-
-class ExampleBuilder:
-    """The serving path (store, collab signals, prompt) used to turn dialogue turns into examples."""
-
-    def __init__(self, settings: Settings, job: FinetuneJob, tokenizer: Any, train: list[RecTurn]):
-        from chatbot.indexing import field_map, open_store
-        from chatbot.turn import Recommender
-        from retrieval.catalog import load_catalog
-        from retrieval.collab import CollabSignals
-
-        self.settings = settings
-        self.job = job
-        llm = PromptFormatter(tokenizer)
-        if job.catalog is not None:
-            collection = catalog_collection(job.catalog, job.catalog_format, settings)
-            settings = settings.model_copy(
-                update={
-                    "retrieval": settings.retrieval.model_copy(update={"collection": collection})
-                }
-            )
-            loaded = load_catalog(job.catalog, job.catalog_format, field_map(settings))
-            items = loaded.items
-            store = open_store(settings)
-            if store.count() != len({it.item_id for it in items}):
-                store.sync(items, progress=job.progress)
-            self.catalog = Catalog(items)
-            base = CollabSignals.from_catalog(items)
-
-            def collab_of(turns: list[RecTurn]) -> CollabSignals:
-                return CollabSignals.from_turns(turns, self._title_ids(turns)) if turns else base
-
-            seed = job.split_seed
-            self.dev_rec = Recommender(settings, store, llm, collab_of(train))
-            self.fold_recs = [
-                Recommender(
-                    settings, store, llm, collab_of([t for t in train if fold_of(t.dialog_id, seed) != f])
-                )
-                for f in (0, 1)
-            ]  # fmt: skip
-        else:
-            store = open_store(settings)
-            items = store.all_items()
-            if not items:
-                raise InputError(
-                    "no catalog is indexed: pass --catalog PATH or run `recochat index` first"
-                )
-            self.catalog = Catalog(items)
-            path = settings.collab_path
-            collab = CollabSignals.load(path) if path.is_file() else None
-            self.dev_rec = Recommender(settings, store, llm, collab)
-            self.fold_recs = [self.dev_rec, self.dev_rec]
-        self.k = settings.retrieval.k_candidates
-        self.llm = llm
-        self.prompt_dir = settings.prompts.dir
-
-    def _title_ids(self, turns: list[RecTurn]) -> dict[str, str]:
-        names = {n for t in turns for n in (*t.gold, *t.mentioned)}
-        return {n: it.item_id for n in names if (it := self.catalog.find(n)) is not None}
-
-    def reason_prompt(self, item: Any, user_words: str) -> str:
-        from chatbot.reply.reasons import reason_prompt
-
-        return reason_prompt(
-            self.llm, item, user_words, filename=self.settings.prompts.reason,
-            directory=self.prompt_dir,
-        )  # fmt: skip
-
-    def build(self, turns: list[RecTurn], *, train: bool) -> tuple[list[Example], ExampleStats]:
-        job = self.job
-        mode = {
-            "pointwise": self.settings.llm.rerank_mode == "pointwise",
-            "negatives": job.negatives,
-        }
-        if not train:
-            return build_examples(
-                turns, self.dev_rec, self.catalog, k=self.k, seed=job.train.seed,
-                reason_prompt=None, progress=job.progress, **mode,
-            )  # fmt: skip
-        out: list[Example] = []
-        total = ExampleStats()
-        k = job.depth if job.depth and mode["pointwise"] else self.k  # listwise: the served k
-        for f, rec in enumerate(self.fold_recs):
-            part = [t for t in turns if fold_of(t.dialog_id, job.split_seed) == f]
-            examples, stats = build_examples(
-                part, rec, self.catalog, k=k, seed=job.train.seed,
-                reason_prompt=self.reason_prompt, reason_fraction=job.reason_fraction,
-                progress=job.progress, **mode,
-            )  # fmt: skip
-            out += examples
-            for key, value in stats.to_dict().items():
-                setattr(total, key, getattr(total, key) + value)
-        return out, total
 
 
 def run_job(job: FinetuneJob, settings: Settings) -> FinetuneResult:

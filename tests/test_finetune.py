@@ -16,7 +16,8 @@ from chatbot.serving.feedback import FeedbackStore
 from dialogues.schema import RecTurn
 from dialogues.split import split_of
 from finetune.data import load_turns, split_by_dialogue
-from finetune.examples import Catalog, build_examples, fact_reason, place_gold
+from finetune.examples import build_examples
+from finetune.turn_examples import Catalog, fact_reason, place_gold
 from inference.settings import LLMSettings
 from retrieval.catalog import demo_catalog_path, load_catalog
 
