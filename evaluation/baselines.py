@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from dialogues.schema import RecTurn
-from evaluation.systems import SystemOutput
+from evaluation.system_adapters import SystemOutput
 from retrieval.titles import TitleIndex
 
 log = logging.getLogger(__name__)

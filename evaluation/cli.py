@@ -33,7 +33,7 @@ from evaluation.datasets import DATASETS, DEFAULT_DATA_DIR
 from evaluation.protocol import EvalTurn, resolve_turn, sample_by_dialogue
 from evaluation.report import write_report
 from evaluation.runner import K_EVAL, listed_ids, replay, score
-from evaluation.systems import RecommenderSystem
+from evaluation.system_adapters import RecommenderSystem
 from inference.settings import RERANK_MODES
 from retrieval.catalog import CATALOG_FORMATS
 from retrieval.titles import TitleIndex, catalog_popularity

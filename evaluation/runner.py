@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from evaluation import metrics
 from evaluation.protocol import PROTOCOLS, EvalTurn
-from evaluation.systems import System, SystemOutput
+from evaluation.system_adapters import System, SystemOutput
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from evaluation.cli import add_eval_parser
 from evaluation.protocol import resolve_turn, sample_by_dialogue, user_words
 from evaluation.report import META_KEYS, RANKING_KEYS, SYSTEM_KEYS, system_names
 from evaluation.runner import SystemRun, TurnRecord, score
-from evaluation.systems import SystemOutput
+from evaluation.system_adapters import SystemOutput
 from retrieval.titles import TitleIndex, normalize_title
 from retrieval.types import Item
 
