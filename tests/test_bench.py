@@ -41,3 +41,14 @@ def test_naive_out_of_catalog_counts_only_named_titles():
     )
     assert named_titles(answer) == ["The Heat Movie", "Collateral", "Toy Story", "Paddington"]
     assert named_titles("I think you would enjoy something calm tonight.") == []
+
+
+def test_bench_scaling_only_loads_no_llm(tmp_path, capsys):
+    out = tmp_path / "scaling"
+    argv = ["bench", "--home", str(tmp_path / "home"), "--no-latency", "--scaling"]
+    assert main([*argv, "--scaling-sizes", "40", "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [p["size"] for p in report["scaling"]] == [40]
+    assert set(report["retrieval_ms_at"]) == {"40"} and len(report["load_avg"]) == 2
+    assert json.loads((out / "bench.json").read_text()) == report
+    assert (out / "scaling.png").stat().st_size > 0

@@ -340,3 +340,21 @@ def test_eval_end_to_end_full_and_naive_llm(
     rows = [json.loads(x) for x in (f["out"] / "turns.jsonl").read_text().splitlines()]
     assert sum(1 for r in rows if r["system"] == "full" and r.get("reasons")) == 2
     assert all("llm_output" in r for r in rows if r["system"] == "naive-llm")
+
+
+def test_dataset_presets_fill_the_data_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from evaluation.cli import apply_dataset
+
+    parser = _parser()
+    args = parser.parse_args(
+        ["eval", "--dataset", "redial", "--data-dir", str(tmp_path), "--out", "x"]
+    )
+    assert _run(["--dataset", "redial", "--data-dir", str(tmp_path), "--out", "x"]) == 2
+    assert "pass --data-dir" in capsys.readouterr().err
+    (tmp_path / "redial").mkdir()
+    (tmp_path / "redial" / "valid_data_processed.jsonl").write_text("")
+    apply_dataset(args)
+    assert (args.catalog, args.catalog_format) == (tmp_path / "redial/id2info.json", "redial")
+    assert (args.format, args.split, args.train_split, args.train) == ("redial", "test", True, None)
+    assert _run(["--out", "x"]) == 2
+    assert "pass --catalog and --dialogues, or --dataset" in capsys.readouterr().err
