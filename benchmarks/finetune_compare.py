@@ -21,6 +21,7 @@ from pathlib import Path
 
 from evaluation.cli import add_eval_parser
 from evaluation.datasets import DEFAULT_DATA_DIR
+from recochat.env import set_env_defaults
 
 METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr@10")
 
@@ -47,6 +48,7 @@ def row(name: str, s: dict) -> str:
 
 
 def main_compare() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--adapter", required=True, help="adapter dir from `recochat finetune`")
     ap.add_argument("--split", default="test", choices=("dev", "test"))

@@ -24,12 +24,14 @@ from evaluation.dev_split import (
     rank_dev_turns,
     setup,
 )
+from recochat.env import set_env_defaults
 from retrieval.candidates import SIGNALS, FusionWeights, fuse
 
 DEPTHS = (20, 50, 400)
 
 
 def main() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     opts = dev_options(ap, "also write the figures here")
     if not data_ready(opts.data_dir):

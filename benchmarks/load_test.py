@@ -44,6 +44,8 @@ from typing import Any
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from recochat.env import set_env_defaults
+
 GENRES = [
     "drama",
     "comedy",
@@ -228,6 +230,7 @@ def load_catalog_rows(name: str) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", help="a running server; default: start one on a free port")
     p.add_argument("--sessions", type=int, default=24)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from evaluation.datasets import DEFAULT_DATA_DIR
+from recochat.env import set_env_defaults
 
 
 def main() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("train", "dev", "test"), default="dev")
     ap.add_argument("--top", type=int, default=15, help="disagreeing detections to list")

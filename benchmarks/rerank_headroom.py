@@ -31,6 +31,7 @@ from evaluation.dev_split import (
     rank_dev_turns,
     setup,
 )
+from recochat.env import set_env_defaults
 from retrieval.candidates import SIGNALS, FusionWeights, fuse
 from retrieval.types import Candidate
 
@@ -83,6 +84,7 @@ def scores_by_turn(turns, owner, ids_by_turn, score, chosen):
 
 
 def main() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--window", type=int, nargs="+", default=[20, 50])
     opts = dev_options(ap, "also write the rows here")

@@ -29,6 +29,7 @@ from evaluation.dev_split import (
 )
 from evaluation.protocol import resolve_turn
 from evaluation.runner import K_EVAL
+from recochat.env import set_env_defaults
 
 PRIORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, math.inf)  # inf: the retrieval order
 
@@ -86,6 +87,7 @@ def evaluate(eval_turns, scored, prior: float) -> dict[str, float]:
 
 
 def main() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adapter", type=Path, required=True, help="adapter dir to compare")
     opts = dev_options(ap, "also write the rows here")

@@ -39,6 +39,7 @@ from evaluation.dev_split import (
     setup,
 )
 from evaluation.runner import K_EVAL
+from recochat.env import set_env_defaults
 from retrieval.candidates import FusionWeights, fuse
 
 GRID: list[tuple[str, tuple[float, ...]]] = [
@@ -116,6 +117,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def main() -> int:
+    set_env_defaults()  # before anything loads torch or Chroma
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     opts = dev_options(ap, "also write the rows and the chosen config here")
     if not data_ready(opts.data_dir):
