@@ -40,8 +40,8 @@ from retrieval.interaction_cf import CF_METHODS, CFParams, fit_cf
 from retrieval.learned_ranker import rank_pool
 from retrieval.ranking_features import rrf_order, weighted_rrf
 
-CF_WEIGHTS = (0.5, 1.0, 2.0, 3.0, 4.0)  # grid for the `interactions` signal
-RATED_WEIGHTS = (0.0, 0.5, 1.0, 2.0, 3.0)  # grid for the `rated` prior
+CF_WEIGHTS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # grid for the `interactions` signal
+RATED_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)  # grid for the `rated` prior
 K = 50
 
 
