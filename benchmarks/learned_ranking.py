@@ -49,12 +49,12 @@ def setup(opts: argparse.Namespace) -> dict[str, Any]:
     """Catalog index, title matcher, replaying recommender, turns of train/dev(/test)."""
     from chatbot.config import load_settings
     from chatbot.indexing import field_map, open_store
-    from chatbot.recommender import Recommender
-    from evaluation.baselines import catalog_popularity
+    from chatbot.turn import Recommender
+    from dialogues.importers import load_rec_turns
+    from dialogues.split import split_of
     from evaluation.cli import catalog_key
-    from evaluation.titles import TitleIndex
     from retrieval.catalog import load_catalog
-    from retrieval.dialogues import load_rec_turns, split_of
+    from retrieval.titles import TitleIndex, catalog_popularity
 
     catalog_path = opts.redial / "id2info.json"
     base = load_settings()
@@ -107,10 +107,8 @@ def setup(opts: argparse.Namespace) -> dict[str, Any]:
 def movielens_interactions(opts: argparse.Namespace, items, titles) -> Any:
     from retrieval.interactions import ItemKeys, load_movielens
 
-    # Phase A: the ReDial catalog reader drops imdb_id, so read it beside the catalog.
-    raw = json.loads((opts.redial / "id2info.json").read_text(encoding="utf-8"))
-    imdb = {r["imdb_id"]: key for key, r in raw.items() if isinstance(r, dict) and r.get("imdb_id")}
-    keys = ItemKeys.from_items(items, extra=imdb, title_lookup=titles.lookup)
+    # The ReDial reader keeps imdb_id in the metadata; links.csv maps movieId to it.
+    keys = ItemKeys.from_items(items, field="imdb_id", title_lookup=titles.lookup)
     ml = opts.movielens
     return load_movielens(ml / "ratings.csv", ml / "links.csv", keys, movies=ml / "movies.csv")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -48,6 +48,40 @@ class RetrievalSettings(BaseModel):
     popularity_weight: float = Field(0.3, description="Fusion weight of popularity.")
     credits_weight: float = Field(
         1.0, description="Fusion weight of shared directors/stars with the liked items."
+    )
+    interactions_weight: float = Field(
+        0.0,
+        description="Fusion weight of item-item CF learned from interaction logs (ratings, "
+        "👍/👎) and seeded by the liked items; 0 = off. Needs `recochat index --interactions`.",
+    )
+    rated_weight: float = Field(
+        0.0,
+        description="Fusion weight of the interaction logs' positives per item (a popularity "
+        "prior for cold start); 0 = off.",
+    )
+    cf_method: Literal["itemknn", "ease", "als", "bpr"] = Field(
+        "ease",
+        description="Item-item model `recochat index --interactions` fits: EASE (best on ReDial "
+        "dev), ItemKNN cosine, or ALS/BPR factors (the `implicit` library).",
+    )
+    cf_min_rating: float = Field(
+        0.5,
+        description="Ratings below this are not positives (a 👎 is 0.0, never a positive).",
+    )
+    cf_feedback: bool = Field(
+        True,
+        description="Add the chat's own 👍/👎 (the feedback store) to the logs CF learns from.",
+    )
+    ranker: Path | None = Field(
+        None,
+        description="Folder of a learned ranker (`recochat fit-ranker --out DIR`) ordering the "
+        "union of every signal's top N; unset = weighted RRF of the weights above.",
+    )
+    exact_search_max_items: int = Field(
+        20_000,
+        description="Dense search is exact (deterministic, ties by id) up to this many items, "
+        "Chroma's approximate HNSW above; 0 = always HNSW.",
+        ge=0,
     )
 
 
@@ -147,6 +181,11 @@ class Settings(BaseSettings):
     @property
     def collab_path(self) -> Path:
         return self.home / f"collab-{self.retrieval.collection}.json"
+
+    @property
+    def interactions_path(self) -> Path:
+        """The interaction CF model (`retrieval.interaction_cf`), written by `recochat index`."""
+        return self.home / f"interactions-{self.retrieval.collection}.npz"
 
 
 def load_settings(overrides: dict[str, Any] | None = None) -> Settings:

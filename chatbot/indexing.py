@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.config import Settings
+from chatbot.interaction_logs import RATING_FORMATS, InteractionReport, index_interactions
 from retrieval.catalog import FieldMap, load_catalog
 from retrieval.collab import CollabSignals
 from retrieval.errors import CatalogError
@@ -23,6 +24,7 @@ class IndexReport:
     seconds: float
     rejects_path: Path | None
     collab_turns: int = 0
+    interactions: InteractionReport | None = None
 
     def summary(self) -> str:
         lines = [
@@ -34,6 +36,8 @@ class IndexReport:
             lines.append(f"rejected rows written to {self.rejects_path}")
         if self.collab_turns:
             lines.append(f"learned popularity/co-occurrence from {self.collab_turns} turns")
+        if self.interactions is not None:
+            lines.append(self.interactions.summary())
         return "\n".join(lines)
 
 
@@ -55,7 +59,12 @@ def open_store(settings: Settings):
     from retrieval.store import ItemStore
 
     embedder = load_embedder(settings.retrieval.embedder)
-    return ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
+    return ItemStore(
+        settings.chroma_location,
+        settings.retrieval.collection,
+        embedder,
+        exact_search_max_items=settings.retrieval.exact_search_max_items,
+    )
 
 
 def index_catalog(
@@ -66,9 +75,14 @@ def index_catalog(
     rejects: Path | None = None,
     interactions: Path | None = None,
     interactions_format: str = "jsonl",
+    links: Path | None = None,
+    movies: Path | None = None,
+    interactions_key: str = "imdb_id",
     progress: bool = True,
     store=None,
 ) -> IndexReport:
+    """Sync the catalog into the store; learn collab signals from a dialogue log, or interaction
+    CF from a ratings log (`interactions_format` in RATING_FORMATS) plus the chat's 👍/👎."""
     settings.home.mkdir(parents=True, exist_ok=True)
     rejects = rejects or settings.home / "rejects.jsonl"
     loaded = load_catalog(path, fmt, field_map(settings), rejects_path=rejects)
@@ -81,7 +95,8 @@ def index_catalog(
     sync = store.sync(loaded.items, progress=progress)
     collab = CollabSignals.from_catalog(loaded.items)
     n_turns = 0
-    if interactions:
+    ratings = interactions if interactions_format in RATING_FORMATS else None
+    if interactions and ratings is None:
         from dialogues.importers import load_rec_turns
 
         turns, _ = load_rec_turns(interactions, interactions_format)
@@ -89,6 +104,16 @@ def index_catalog(
         collab = CollabSignals.from_turns(turns, title_to_id).merge(collab)
         n_turns = len(turns)
     collab.save(settings.collab_path)
+    cf_report = index_interactions(
+        settings,
+        loaded.items,
+        ratings,
+        interactions_format,
+        links=links,
+        movies=movies,
+        key_field=interactions_key,
+        rejects=settings.home / "interaction-rejects.jsonl",
+    )
     return IndexReport(
         indexed=len(loaded.items),
         added=sync.added,
@@ -100,4 +125,5 @@ def index_catalog(
         seconds=sync.seconds,
         rejects_path=rejects if loaded.rejects else None,
         collab_turns=n_turns,
+        interactions=cf_report,
     )

@@ -18,6 +18,7 @@ from chatbot.config import Settings
 from chatbot.errors import InputError, NotIndexedError
 from chatbot.ranking.llm_ranking import rank_prepared, rerank_prompt, score_prompt
 from chatbot.ranking.prepare import Prepared, fusion_weights, prepare
+from chatbot.ranking.served_models import interaction_model, learned_ranker
 from chatbot.reply.credit_links import Link
 from chatbot.reply.reason_writer import links_of, write_reasons
 from chatbot.reply.reasons import reason_prompt, stop_words
@@ -34,13 +35,26 @@ from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.state import DialogueState
 from inference.model_files import rerank_mode_of
 from retrieval.collab import CollabSignals
+from retrieval.interaction_cf import InteractionCF
+from retrieval.learned_ranker import ServedRanker
 from retrieval.types import Candidate, Item
 
 log = logging.getLogger(__name__)
 
 
 class Recommender:
-    def __init__(self, settings: Settings, store, llm, collab: CollabSignals | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        store,
+        llm,
+        collab: CollabSignals | None = None,
+        *,
+        cf: InteractionCF | None = None,
+        ranker: ServedRanker | None = None,
+    ):
+        """`cf` / `ranker` default to the home's (`chatbot.ranking.served_models`), loaded here
+        once: the interaction CF model when a CF signal is weighted, the configured ranker."""
         self.settings = settings
         self.store = store
         self.llm = llm
@@ -52,6 +66,8 @@ class Recommender:
         self._heads_cached = False
         self.rerank_mode = rerank_mode_of(settings.llm)
         self.weights = fusion_weights(settings.retrieval)
+        self.cf = cf if cf is not None else interaction_model(settings)
+        self.ranker = ranker if ranker is not None else learned_ranker(settings)
 
     # -- catalog-derived lookups (rebuilt when the index version changes) ----------------
     def catalog(self) -> tuple[MentionFinder, CatalogSchema]:
@@ -251,7 +267,7 @@ class Recommender:
     ) -> Prepared:
         return prepare(
             self.store, self.collab, self.settings.retrieval, self.weights, state, schema,
-            k=k, exclude_mentioned=exclude_mentioned,
+            k=k, exclude_mentioned=exclude_mentioned, cf=self.cf, ranker=self.ranker,
         )  # fmt: skip
 
     def _rerank(self, prep: Prepared, clock: StageClock) -> tuple[list[int], dict[str, int]]:
@@ -266,7 +282,12 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
     from retrieval.store import ItemStore
 
     embedder = load_embedder(settings.retrieval.embedder)
-    store = ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
+    store = ItemStore(
+        settings.chroma_location,
+        settings.retrieval.collection,
+        embedder,
+        exact_search_max_items=settings.retrieval.exact_search_max_items,
+    )
     if store.count() == 0:  # fail fast, before loading the LLM
         raise NotIndexedError(
             "no catalog is indexed yet: run `recochat index --catalog PATH` first"

@@ -8,7 +8,7 @@ Signals are the served ones (`retrieval.ranking_features.turn_signals`). The dia
 signals (co-occurrence, dialogue popularity, and the credits order they break ties with) of
 a train turn come from the *other* train dialogues only: the train split is cut into
 `folds` parts by dialogue and each part sees collab signals learned from the rest, so a turn's
-own answer never boosts its candidates (as at serving time, and as `finetune.job` does for
+own answer never boosts its candidates (as at serving time, and as `finetune.run` does for
 the LLM). Dev turns see signals from the whole train split, as served. Interaction CF is
 learned from logs that hold no dialogue, so it needs no folds. Labels: a pool item is relevant
 when it is a gold item of the turn not mentioned before it (the novel protocol).
@@ -94,7 +94,7 @@ class RankerData:
     @classmethod
     def build(
         cls,
-        rec: Any,  # chatbot.recommender.Recommender: replays a context into a query
+        rec: Any,  # chatbot.turn.Recommender: replays a context into a query
         store: Any,
         turns: Sequence[Any],  # RecTurns with a `split` given by `split_by`
         split_by: Mapping[str, str],  # dialog id -> "train" | "dev"
@@ -268,9 +268,9 @@ def fit_from_dialogues(
 
     from chatbot.errors import InputError
     from chatbot.indexing import open_store
-    from chatbot.recommender import Recommender
-    from evaluation.titles import TitleIndex
+    from chatbot.turn import Recommender
     from finetune.data import load_turns, split_by_dialogue
+    from retrieval.titles import TitleIndex
 
     store = open_store(settings)
     items = store.all_items()

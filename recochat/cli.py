@@ -29,14 +29,16 @@ def _subcommand_hooks() -> list[Callable[[Any], Any]]:
     from evaluation.bench import add_bench_parser
     from evaluation.cli import add_eval_parser
     from finetune.cli import add_finetune_parser
+    from finetune.ranker_cli import add_fit_ranker_parser
 
-    return [add_eval_parser, add_finetune_parser, add_bench_parser]
+    return [add_eval_parser, add_finetune_parser, add_bench_parser, add_fit_ranker_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from chatbot.options import add_settings_options
     from dialogues.schema import FORMATS
     from retrieval.catalog import CATALOG_FORMATS
+    from retrieval.interactions import RATING_FORMATS
 
     parser = argparse.ArgumentParser(prog="recochat", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,8 +47,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", required=True, help="catalog file, or 'demo' for the bundled one")
     p.add_argument("--format", choices=CATALOG_FORMATS, help="default: from the file name")
     p.add_argument("--rejects", help="where rejected rows go (default: <home>/rejects.jsonl)")
-    p.add_argument("--interactions", help="dialogue log to learn popularity/co-occurrence from")
-    p.add_argument("--interactions-format", default="jsonl", choices=FORMATS)
+    p.add_argument(
+        "--interactions",
+        help="dialogue log to learn popularity/co-occurrence from, or a ratings log "
+        "(rows user, item, [rating], [timestamp]) to learn interaction CF from",
+    )
+    p.add_argument(
+        "--interactions-format",
+        default="jsonl",
+        choices=[*FORMATS, *RATING_FORMATS],
+        help="a dialogue format, or ratings-csv | ratings-jsonl | movielens (ratings.csv)",
+    )
+    p.add_argument("--links", help="movielens: links.csv (default: beside ratings.csv)")
+    p.add_argument("--movies", help="movielens: movies.csv, to match titles (default: beside)")
+    p.add_argument(
+        "--interactions-key",
+        default="imdb_id",
+        help="catalog field whose values key the log's items, besides the id and the title",
+    )
     add_settings_options(p)
     p.set_defaults(func=cmd_index)
 
@@ -89,6 +107,9 @@ def cmd_index(args: argparse.Namespace) -> int:
         rejects=Path(args.rejects) if args.rejects else None,
         interactions=Path(args.interactions) if args.interactions else None,
         interactions_format=args.interactions_format,
+        links=Path(args.links) if args.links else None,
+        movies=Path(args.movies) if args.movies else None,
+        interactions_key=args.interactions_key,
         progress=True,
     )
     print(report.summary())

@@ -1,4 +1,4 @@
-"""Hybrid candidate generation: weighted reciprocal-rank fusion of five signals.
+"""Hybrid candidate generation: weighted reciprocal-rank fusion of the signals, or a learned ranker.
 
     cands = generate_candidates(store, collab, Query("funny heist movie", liked_ids=("m0001",)))
 
@@ -9,9 +9,15 @@ Signals, each a ranked list of item ids that satisfy `query.where`:
   popularity collab.popular(), then the catalog's own `popularity` field, then item id
   credits    items sharing a director (2 points) or a star/actor (1 point) with the liked and
              mentioned items, summed over them; ties by the popularity order (skipped with none)
+  interactions  item-item CF from interaction logs (`retrieval.interaction_cf`), seeded by the
+             liked and mentioned items (skipped without a CF model or seeds; weight 0 default)
+  rated      the logs' positives per item, a popularity prior (skipped without a CF model)
 A candidate's score is sum_s weight_s / (60 + rank_s); `Candidate.signals[s]` is the unweighted
 1 / (60 + rank_s), plus `avoid: 0.5` when an avoid term halved the score. Excluded, liked and
 mentioned items are never returned. With `diversity > 0` the final k are re-selected by MMR.
+With a `ranker` (`retrieval.learned_ranker.ServedRanker`), the union of every signal's top
+`ranker.depth` is ordered by the learned model instead of RRF (avoided items go last); without
+one, weighted RRF is the fallback.
 
 `generate_candidates` is `rank_signals` (the expensive part: searches) followed by `fuse`
 (cheap); weight tuning (`benchmarks/tune_retrieval.py`) ranks once and fuses many times.
@@ -22,17 +28,20 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from retrieval.collab import CollabSignals
 from retrieval.filters import matches_where
+from retrieval.interaction_cf import InteractionCF
 from retrieval.store import ItemStore
 from retrieval.types import Candidate, Item, Query
 
 RRF_K = 60
 AVOID_PENALTY = 0.5
-SIGNALS = ("dense", "liked", "cooc", "popularity", "credits")  # fusion order; FusionWeights fields
+# Fusion order; FusionWeights fields.
+SIGNALS = ("dense", "liked", "cooc", "popularity", "credits", "interactions", "rated")
 # Catalog fields whose people make two items related, with points per shared name; only the
 # first CREDITS_PER_FIELD names of each field count (the leads, not the whole cast).
 CREDIT_POINTS = {"director": 2.0, "star": 1.0, "actor": 1.0}
@@ -46,6 +55,21 @@ class FusionWeights:
     cooc: float = 1.0
     popularity: float = 0.3
     credits: float = 1.0
+    interactions: float = 0.0
+    rated: float = 0.0
+
+
+class PoolRanker(Protocol):
+    """Orders a turn's widened candidate pool (`retrieval.learned_ranker.ServedRanker`)."""
+
+    def rank(
+        self,
+        store: ItemStore,
+        collab: CollabSignals | None,
+        cf: InteractionCF | None,
+        query: Query,
+        conversation: str,
+    ) -> list[Candidate]: ...
 
 
 @dataclass
@@ -80,6 +104,7 @@ def rank_signals(
     *,
     depth: int,
     weights: FusionWeights | None = None,
+    cf: InteractionCF | None = None,
 ) -> SignalRankings:
     """Up to `depth` allowed items per signal, best first; zero-weight signals are skipped."""
     catalog = {item.item_id: item for item in store.all_items()}
@@ -122,6 +147,12 @@ def rank_signals(
         out.ranked["popularity"] = popular[:depth]
     if wanted("credits") and seeds:
         out.ranked["credits"] = _shared_credits(catalog, seeds, popular)[:depth]
+    if cf is not None and wanted("interactions") and seeds:
+        related = cf.related(seeds, k=len(catalog), exclude=blocked)
+        out.ranked["interactions"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
+    if cf is not None and wanted("rated"):
+        rated = cf.popular(k=len(cf.item_ids), exclude=blocked)
+        out.ranked["rated"] = [catalog[i] for i, _ in rated if allowed(i)][:depth]
     return out
 
 
@@ -157,19 +188,44 @@ def generate_candidates(
     k_retrieve: int = 100,
     weights: FusionWeights = FusionWeights(),  # noqa: B008 (frozen, so sharing it is safe)
     diversity: float = 0.0,
+    cf: InteractionCF | None = None,
+    ranker: PoolRanker | None = None,
+    conversation: str = "",
 ) -> list[Candidate]:
-    """At most k candidates for `query`, best first; deterministic (ties broken by item id)."""
+    """At most k candidates for `query`, best first; deterministic (ties broken by item id).
+
+    `cf` feeds the `interactions` / `rated` signals; `ranker` orders the widened pool instead
+    of RRF (`conversation`: the dialogue's text, which its features read)."""
     if k <= 0:
         return []
     depth = max(k_retrieve, k)
-    rankings = rank_signals(store, collab, query, depth=depth, weights=weights)
-    fused = fuse(rankings, weights, depth=depth, avoid_terms=query.avoid_terms)
+    if ranker is not None:
+        fused = _demote_avoided(
+            ranker.rank(store, collab, cf, query, conversation or query.text), query.avoid_terms
+        )
+    else:
+        rankings = rank_signals(store, collab, query, depth=depth, weights=weights, cf=cf)
+        fused = fuse(rankings, weights, depth=depth, avoid_terms=query.avoid_terms)
     if diversity > 0 and len(fused) > k:
         by_id = {c.item.item_id: c for c in fused}
         scores = {c.item.item_id: c.score for c in fused}
         chosen = _mmr(store, list(by_id)[:depth], scores, k, 1.0 - diversity)
         return [by_id[i] for i in chosen]
     return fused[:k]
+
+
+def _demote_avoided(ranked: list[Candidate], avoid_terms: Iterable[str]) -> list[Candidate]:
+    """Candidates naming an avoided term move after the rest (order kept within each part)."""
+    terms = tuple(avoid_terms)
+    if not terms:
+        return ranked
+    kept, avoided = [], []
+    for c in ranked:
+        if _mentions_any(c.item, terms):
+            avoided.append(Candidate(c.item, c.score, {**c.signals, "avoid": AVOID_PENALTY}))
+        else:
+            kept.append(c)
+    return kept + avoided
 
 
 def _popular(

@@ -77,6 +77,10 @@ def _redial_item(item_id: str, record: dict[str, Any]) -> Item:
             metadata[key] = value
     if plot.strip():
         metadata["description"] = plot.strip()
+    imdb_id = record.get("imdb_id")
+    if isinstance(imdb_id, str) and imdb_id.strip():
+        # Keys interaction logs (MovieLens links.csv); metadata only: never in the text.
+        metadata["imdb_id"] = imdb_id.strip()
     text = _text(
         name,
         plot.strip(),

@@ -35,6 +35,8 @@ from retrieval.types import Item, Reject
 log = logging.getLogger(__name__)
 
 INTERACTION_FORMATS = ("csv", "jsonl", "movielens")
+# `recochat index --interactions-format` values that are rating logs (the others: dialogues).
+RATING_FORMATS = {"ratings-csv": "csv", "ratings-jsonl": "jsonl", "movielens": "movielens"}
 # Accepted column names, first match wins (MovieLens, common exports, our own schema).
 USER_COLUMNS = ("user", "user_id", "userId", "session_id")
 ITEM_COLUMNS = ("item", "item_id", "movieId", "imdb_id", "title")
@@ -167,7 +169,7 @@ def load_movielens(
 def interactions_from_feedback(rows: Iterable[Any]) -> list[Interaction]:
     """The chat's own 👍/👎 as interactions: user = session, rating 1.0 (up/accept) or 0.0
     (down/reject, a negative the CF fit drops from the positives). Reads `session_id`,
-    `item_id`, `signal` or `accepted`, and `ts` of `chatbot.feedback.FeedbackRow`-like rows;
+    `item_id`, `signal` or `accepted`, and `ts` of `chatbot.serving.feedback.FeedbackRow`-like rows;
     the latest signal per (session, item) wins."""
     latest: dict[tuple[str, str], Interaction] = {}
     for row in rows:

@@ -3,6 +3,8 @@
     ranker = LearnedRanker.load(Path("runs/ranker"))          # model.txt + ranker.json
     ids = rank_pool(ranker, signals, facts, conversation, weights=weights)
     ids = rank_pool(None, signals, facts, conversation, weights=weights)  # the RRF fallback
+    served = ServedRanker(ranker)          # what `retrieval.candidates.generate_candidates` takes
+    cands = served.rank(store, collab, cf, query, conversation)
 
 `ranker.json` records the feature names the model was fitted on, the pool depth and the RRF
 weights its `rrf_*` features used; a model whose features differ from
@@ -15,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,15 +25,21 @@ from typing import Any
 
 import numpy as np
 
+from retrieval.candidates import RRF_K
+from retrieval.collab import CollabSignals
 from retrieval.errors import RetrievalError
+from retrieval.interaction_cf import InteractionCF
 from retrieval.ranking_features import (
     FEATURES,
     CatalogFacts,
     TurnSignals,
     build_features,
     rrf_order,
+    turn_signals,
     weighted_rrf,
 )
+from retrieval.store import ItemStore
+from retrieval.types import Candidate, Query
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +121,58 @@ def rank_pool(
     scores = ranker.score(x)
     order = sorted(range(len(pool)), key=lambda n: (-scores[n], pool[n]))
     return [pool[n] for n in order]
+
+
+class ServedRanker:
+    """A `LearnedRanker` served on a store (`retrieval.candidates.PoolRanker`): the catalog
+    facts are built once per index version and shared by every turn of the process."""
+
+    def __init__(self, model: LearnedRanker) -> None:
+        self.model = model
+        self._facts: tuple[int, CatalogFacts] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def depth(self) -> int:
+        return self.model.depth
+
+    def facts(self, store: ItemStore) -> CatalogFacts:
+        version = store.version()
+        with self._lock:
+            if self._facts is None or self._facts[0] != version:
+                self._facts = (version, CatalogFacts.from_store(store))
+            return self._facts[1]
+
+    def rank(
+        self,
+        store: ItemStore,
+        collab: CollabSignals | None,
+        cf: InteractionCF | None,
+        query: Query,
+        conversation: str,
+    ) -> list[Candidate]:
+        """The pool (every signal's top `depth`) by model score, ties by id; each candidate's
+        `signals` holds 1 / (RRF_K + rank) per signal it came from, as the RRF path does."""
+        facts = self.facts(store)
+        signals = turn_signals(store, collab, cf, query, depth=self.depth, facts=facts)
+        pool, x = build_features(
+            signals, facts, conversation, depth=self.depth, weights=self.model.weights
+        )
+        if not pool:
+            return []
+        scores = self.model.score(x)
+        ranks = {
+            name: {i: r for r, i in enumerate(ids[: self.depth], start=1)}
+            for name, ids in signals.ranked.items()
+        }
+        order = sorted(range(len(pool)), key=lambda n: (-scores[n], pool[n]))
+        return [
+            Candidate(
+                item=facts.items[pool[n]],
+                score=float(scores[n]),
+                signals={
+                    name: 1.0 / (RRF_K + r[pool[n]]) for name, r in ranks.items() if pool[n] in r
+                },
+            )
+            for n in order
+        ]

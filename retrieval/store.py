@@ -5,7 +5,9 @@
     hits = store.search("slow-burn heist", k=10, where={"year": {"$gte": 1990}})
 
 Reads follow the active version's pointer; the versioned layout and the atomic `sync` /
-`upsert` are in `retrieval.collection_versions`.
+`upsert` are in `retrieval.collection_versions`. A collection of at most
+`exact_search_max_items` items is searched exactly (`retrieval.exact_search`: the same answer
+whichever order a home indexed in, ties by id); a larger one through Chroma's HNSW graph.
 """
 
 from __future__ import annotations
@@ -16,13 +18,30 @@ from typing import Any
 import numpy as np
 from chromadb.api.models.Collection import Collection
 from langchain_chroma import Chroma
+from langchain_core.embeddings import Embeddings
 
 from retrieval.collection_versions import IO_BATCH, VersionedCollection, batches, to_item
+from retrieval.exact_search import ExactIndex
 from retrieval.types import Item
+
+# Exact search up to this many items (benchmarks/exact_search_latency.py; docs/learned_ranking.md).
+EXACT_SEARCH_MAX_ITEMS = 20_000
 
 
 class ItemStore(VersionedCollection):
     """Items of one logical collection in Chroma: search, get, scan, stored vectors."""
+
+    def __init__(
+        self,
+        location: str,
+        collection: str,
+        embedder: Embeddings,
+        *,
+        exact_search_max_items: int = EXACT_SEARCH_MAX_ITEMS,
+    ) -> None:
+        super().__init__(location, collection, embedder)
+        self.exact_search_max_items = exact_search_max_items
+        self._exact: tuple[Any, ExactIndex | None] | None = None  # (pointer, index or None)
 
     def search(
         self, query: str | list[float], k: int, where: dict[str, Any] | None = None
@@ -31,6 +50,11 @@ class ItemStore(VersionedCollection):
         if k <= 0 or (isinstance(query, str) and not query.strip()):
             return []
         vector: list[float] | None = None if isinstance(query, str) else list(query)
+        exact = self._exact_index()
+        if exact is not None:
+            if vector is None:
+                vector = self.embedder.embed_query(str(query))
+            return exact.search(vector, k, where=where)
 
         def run(_col: Collection, vs: Chroma) -> list[tuple[Item, float]]:
             nonlocal vector
@@ -45,6 +69,25 @@ class ItemStore(VersionedCollection):
             ]
 
         return self._read(run, [])
+
+    def _exact_index(self) -> ExactIndex | None:
+        """The exact index of the active version (built once per version), or None above
+        `exact_search_max_items` items or when nothing is indexed."""
+        if self.exact_search_max_items <= 0:
+            return None
+        with self._guard():
+            pointer = self._pointer()
+        if pointer is None:
+            return None
+        cached = self._exact
+        if cached is not None and cached[0] == pointer:
+            return cached[1]
+        items = self.all_items()
+        index = None
+        if 0 < len(items) <= self.exact_search_max_items:
+            index = ExactIndex.from_items(items, self.embeddings([it.item_id for it in items]))
+        self._exact = (pointer, index)
+        return index
 
     def get(self, ids: Iterable[str]) -> list[Item]:
         """Items for `ids`, in that order; unknown ids are skipped."""

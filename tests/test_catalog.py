@@ -119,7 +119,9 @@ def test_redial_id2info(tmp_path: Path) -> None:
         "director": ["Dariush Mehrjui"],
         "star": ["Niki Karimi", "Khosro Shakibai", "Ali Mosaffa"],
         "description": "Haunted by a book, Pari wanders around.",
+        "imdb_id": "tt0114092",
     }
+    assert "tt0114092" not in pari.text  # a key for interaction logs, not for the embedder
     for fact in ("Pari (1995)", "Haunted", "drama", "Dariush Mehrjui", "Ali Mosaffa"):
         assert fact in pari.text
     assert bttf.title == "Back to the Future" and bttf.metadata == {}

@@ -24,3 +24,21 @@ def test_where_and_blocked_ids() -> None:
     hits = index().search([1.0, 0.0], k=2, where={"year": {"$gte": 1993}}, blocked={"m3"})
     assert [it.item_id for it, _ in hits] == ["m4", "m5"]
     assert index().search([1.0, 0.0], k=0) == []
+
+
+def test_item_store_searches_exactly_below_the_threshold(demo_store, embedder) -> None:
+    """`ItemStore.search` is exact up to `exact_search_max_items` (the demo catalog's 520),
+    Chroma's HNSW above: both agree on the near neighbours, exact also on ties and order."""
+    from retrieval.store import ItemStore
+
+    exact = ExactIndex.from_store(demo_store)
+    query = "a slow-burn heist in Los Angeles"
+    vector = embedder.embed_query(query)
+    served = demo_store.search(query, 25, {"year": {"$gte": 1990}})
+    expected = exact.search(vector, 25, where={"year": {"$gte": 1990}})
+    assert [it.item_id for it, _ in served] == [it.item_id for it, _ in expected]
+    assert np.allclose([s for _, s in served], [s for _, s in expected], atol=1e-5)
+    hnsw = ItemStore(demo_store.location, demo_store.collection, embedder, exact_search_max_items=0)
+    assert hnsw._exact_index() is None
+    approx = [it.item_id for it, _ in hnsw.search(vector, 10)]
+    assert len(set(approx) & {it.item_id for it, _ in exact.search(vector, 10)}) >= 8

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.feedback import FeedbackStore
-from evaluation.titles import TitleIndex
+from chatbot.serving.feedback import FeedbackStore
 from retrieval.errors import RetrievalError
 from retrieval.interaction_cf import CF_METHODS, CFParams, InteractionCF, fit_cf
 from retrieval.interactions import (
@@ -18,6 +17,7 @@ from retrieval.interactions import (
     load_interactions,
     load_movielens,
 )
+from retrieval.titles import TitleIndex
 from retrieval.types import Item
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -190,10 +190,9 @@ def test_movielens_small_maps_onto_the_redial_catalog() -> None:
     from retrieval.catalog import load_catalog
 
     items = load_catalog(SHARED / "redial" / "id2info.json", "redial").items
-    raw = json.loads((SHARED / "redial" / "id2info.json").read_text(encoding="utf-8"))
-    imdb = {r["imdb_id"]: k for k, r in raw.items() if r.get("imdb_id")}
     ml = SHARED / "movielens"
-    found = ItemKeys.from_items(items, extra=imdb, title_lookup=TitleIndex(items).lookup)
+    # The ReDial reader keeps imdb_id in the metadata: the links map through it.
+    found = ItemKeys.from_items(items, field="imdb_id", title_lookup=TitleIndex(items).lookup)
     load = load_movielens(ml / "ratings.csv", ml / "links.csv", found, movies=ml / "movies.csv")
     assert load.counts["rows"] == 100_836
     assert len({x.item_id for x in load.interactions}) > 4_000

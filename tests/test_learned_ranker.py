@@ -149,3 +149,51 @@ def test_fit_from_dialogues_fits_on_train_and_stops_on_dev(demo_home, demo_store
     )
     assert report["train_turns"] > 0 and report["rounds"] >= 0
     assert LearnedRanker.load(tmp_path / "ranker").depth == DEPTH
+
+
+def test_a_fitted_ranker_is_served_by_the_recommender_through_the_config(
+    demo_store, world, tmp_path: Path
+) -> None:
+    """fit → save → `retrieval.ranker = DIR` → the Recommender loads it once and ranks the
+    widened pool with it; unset, the same turn is ranked by weighted RRF (the fallback)."""
+    from chatbot.config import Settings
+    from chatbot.turn import Recommender
+    from retrieval.candidates import FusionWeights, generate_candidates
+
+    facts, cf, pairs = world
+    train, _ = groups_of(demo_store, facts, cf, pairs[:28])
+    dev, _ = groups_of(demo_store, facts, cf, pairs[28:])
+    ranker, _ = fit_ranker(
+        train,
+        dev,
+        depth=DEPTH,
+        weights=WEIGHTS,
+        rounds=60,
+        patience=20,
+        params={"min_data_in_leaf": 5, "num_threads": 1},
+    )
+    ranker.save(tmp_path / "ranker")
+    common = {"chroma": demo_store.location, "collection": demo_store.collection}
+    settings = Settings(home=tmp_path / "home", retrieval={**common, "ranker": tmp_path / "ranker"})
+    cf.save(settings.interactions_path)  # the home's CF model, as `recochat index` writes it
+    rec = Recommender(settings, demo_store, None, None)
+    assert rec.ranker is not None and rec.cf is not None  # loaded once, with the process
+    titles = {it.item_id: it.title for it in demo_store.all_items()}
+    hits = 0
+    for seed, partner in pairs[28:]:
+        prep = rec.prepare_context([f"Have you seen {titles[seed]}?"], k=20)
+        ranked = [c.item.item_id for c in prep.candidates]
+        assert seed not in ranked and len(ranked) == 20
+        hits += partner in ranked[:3]
+    assert hits >= 0.7 * len(pairs[28:])  # the learned co-liked signal is what is served
+
+    plain = Settings(home=tmp_path / "plain", retrieval=common)
+    fallback = Recommender(plain, demo_store, None, None)
+    assert fallback.ranker is None and fallback.cf is None
+    context = [f"Have you seen {titles[pairs[28][0]]}?"]
+    prep = fallback.prepare_context(context, k=20)
+    query = fallback.state_from_context(context).to_query(fallback.catalog()[1])
+    today = generate_candidates(
+        demo_store, fallback.collab, query, k=20, weights=FusionWeights(), k_retrieve=100
+    )
+    assert [c.item.item_id for c in prep.candidates] == [c.item.item_id for c in today]

@@ -11,7 +11,8 @@ from typing import Any
 from chatbot.understanding.constraints import CatalogSchema
 from chatbot.understanding.state import DialogueState
 from dialogues.transcript import format_conversation
-from retrieval.candidates import FusionWeights, generate_candidates
+from retrieval.candidates import FusionWeights, PoolRanker, generate_candidates
+from retrieval.interaction_cf import InteractionCF
 from retrieval.types import Candidate
 
 
@@ -32,6 +33,8 @@ def fusion_weights(retrieval: Any) -> FusionWeights:
         cooc=r.cooc_weight,
         popularity=r.popularity_weight,
         credits=r.credits_weight,
+        interactions=r.interactions_weight,
+        rated=r.rated_weight,
     )
 
 
@@ -45,8 +48,11 @@ def prepare(
     *,
     k: int,
     exclude_mentioned: bool = True,
+    cf: InteractionCF | None = None,
+    ranker: PoolRanker | None = None,
 ) -> Prepared:
-    """`k` fused candidates for `state` (`retrieval`: the `RetrievalSettings`)."""
+    """`k` fused (or, with a `ranker`, learned-ranked) candidates for `state` (`retrieval`:
+    the `RetrievalSettings`; `cf`: the interaction CF model of the home, if any)."""
     query = state.to_query(schema, exclude_mentioned=exclude_mentioned)
     cands = generate_candidates(
         store,
@@ -56,5 +62,8 @@ def prepare(
         k_retrieve=max(retrieval.k_retrieve, k),
         weights=weights,
         diversity=retrieval.diversity,
+        cf=cf,
+        ranker=ranker,
+        conversation=" ".join(text for _, text in state.history),
     )
     return Prepared(state, format_conversation(state.history), cands, state.user_words())
