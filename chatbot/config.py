@@ -78,7 +78,7 @@ class RetrievalSettings(BaseModel):
         "union of every signal's top N; unset = weighted RRF of the weights above.",
     )
     exact_search_max_items: int = Field(
-        20_000,
+        10_000,
         description="Dense search is exact (deterministic, ties by id) up to this many items, "
         "Chroma's approximate HNSW above; 0 = always HNSW.",
         ge=0,

@@ -296,5 +296,8 @@ def build_recommender(settings: Settings, collab: CollabSignals | None = None) -
         collab = CollabSignals.load(settings.collab_path)
     llm = load_llm(settings.llm, settings.model_cache)
     recommender = Recommender(settings, store, llm, collab)
+    store.warm()  # the exact index and the ranker's catalog facts: not paid by the first turn
+    if recommender.ranker is not None:
+        recommender.ranker.facts(store)
     recommender.cache_prompt_heads()  # warm: the first turn does not pay for it
     return recommender
