@@ -3,6 +3,11 @@
     RECOCHAT_HOME=/tmp/cf/home RECOCHAT_CONFIG=configs/redial.toml nice -n 10 \
         python benchmarks/learned_ranking.py --redial ../shared/data/redial \
         --movielens ../shared/data/movielens --split dev --json runs/learned_ranking-dev.json
+    # the reported test run (once, after every choice was made on dev: depth 100, EASE)
+    RECOCHAT_HOME=/tmp/cf/home RECOCHAT_CONFIG=configs/redial.toml nice -n 10 \
+        python benchmarks/learned_ranking.py --redial ../shared/data/redial \
+        --movielens ../shared/data/movielens --split test --depth 100 --cf-methods ease \
+        --cache /tmp/cf/prepared-test-d100.pkl --json runs/learned_ranking-test-d100.json
 
 One run prints (and writes as JSON) the novel R@10 / R@50 / NDCG@10 of
 - today's retrieval: weighted RRF of the five signals with the configured weights;
