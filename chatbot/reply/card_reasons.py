@@ -130,7 +130,7 @@ def reason_values(
     if plot:
         values["plot"] = plot
         values["plot_lc"] = _lower_first(plot).rstrip(".!?")
-    genres = item.genres[:2]
+    genres = genre_names(item)[:2]
     if genres:
         kind = f"{' and '.join(genres)} film"
         values["kind"] = f"{_article(kind)} {kind}"
@@ -190,6 +190,14 @@ def _sentences(text: str) -> list[str]:
         elif part:
             out.append(part)
     return out
+
+
+def genre_names(item: Item) -> list[str]:
+    """The record's genres as words, deduplicated: "Action Film" and "Action" -> "action"."""
+    names = [
+        re.sub(r"\s+(?:film|movie)s?$", "", g.strip(), flags=re.I).lower() for g in item.genres
+    ]
+    return list(dict.fromkeys(n for n in names if n))
 
 
 def requested(item: Item, user_words: str) -> str:
