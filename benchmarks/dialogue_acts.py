@@ -63,7 +63,7 @@ def _llm_classifier(lex):
 
     import prompts
     from chatbot.config import LLMSettings
-    from chatbot.llm import load_llm
+    from inference.llm import load_llm
 
     template = PromptTemplate.from_template(
         (Path(prompts.__file__).parent / "dialogue_act_llm.txt").read_text(encoding="utf-8")

@@ -9,10 +9,10 @@ the human recommender picked) filled up to `--k` with catalog items drawn at ran
 the reasons depend on the item, the user's words and the item's link to the seeds, not on how
 it was ranked. Seeds are the items the dialogue mentioned before the turn, most recent first;
 links use collaborative signals learnt from the train split only, as `recochat eval` does.
-A reason is unsupported when `chatbot.factcheck.unsupported_claims` flags it against the item's
+A reason is unsupported when `chatbot.reply.reason_checks.unsupported_claims` flags it against the item's
 record plus what the eval allows (`EvalTurn.reason_support`: the seeker's words and the records
 of the items the dialogue mentioned), the check behind `reason_unsupported_rate` in
-`recochat eval`. The old template reasons (`chatbot.reasons.template_reasons`) run on the same
+`recochat eval`. The old template reasons (`chatbot.reply.reasons.template_reasons`) run on the same
 cards for comparison.
 """
 
@@ -24,15 +24,16 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from chatbot.factcheck import unsupported_claims
-from chatbot.links import find_link
-from chatbot.reasons import template_reasons
 from chatbot.reply.card_reasons import card_reasons
+from chatbot.reply.credit_links import find_link
+from chatbot.reply.reason_checks import unsupported_claims
+from chatbot.reply.reasons import template_reasons
+from dialogues.importers import load_rec_turns
+from dialogues.split import split_turns
 from evaluation.protocol import resolve_turn, user_words
-from evaluation.titles import TitleIndex
 from retrieval.catalog import load_catalog
 from retrieval.collab import CollabSignals
-from retrieval.dialogues import load_rec_turns, split_turns
+from retrieval.titles import TitleIndex
 
 
 def checker_artifact(claim: str, item) -> bool:

@@ -29,16 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.config import LLMSettings, Settings
-from chatbot.llm import load_llm
-from chatbot.mentions import TitleIndex
 from chatbot.reply.reply_checks import named_titles
 from chatbot.reply.reply_prompt import ReplyInput, reply_prompt
 from chatbot.reply.writer import ReplyWriter
+from chatbot.understanding.mentions import MentionFinder
+from dialogues.importers import load_rec_turns
+from dialogues.split import split_turns
 from evaluation.protocol import sample_by_dialogue
 from finetune.examples import Catalog
 from finetune.reply_examples import ReplyExampleStats, usable_reply
+from inference.llm import load_llm
 from retrieval.catalog import load_catalog
-from retrieval.dialogues import load_rec_turns, split_turns
 
 
 def perplexity(llm: Any, pairs: list[tuple[str, str]], batch: int = 8) -> float:
@@ -82,7 +83,7 @@ def distinct_2(texts: list[str]) -> float:
 
 
 def evaluate(
-    llm: Any, index: TitleIndex, gen: list[tuple[ReplyInput, str]], ppl: list[tuple[str, str]],
+    llm: Any, index: MentionFinder, gen: list[tuple[ReplyInput, str]], ppl: list[tuple[str, str]],
     batch: int,
 ) -> dict[str, Any]:  # fmt: skip
     from sacrebleu.metrics import BLEU
@@ -140,7 +141,7 @@ def main() -> None:
 
     settings = Settings()
     items = load_catalog(args.catalog, args.catalog_format).items
-    catalog, index = Catalog(items), TitleIndex(items)
+    catalog, index = Catalog(items), MentionFinder.of(items)
     turns, _ = load_rec_turns(args.dialogues, args.format)
     test = split_turns(turns, "test")
     stats = ReplyExampleStats(turns=len(test))

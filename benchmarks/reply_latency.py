@@ -20,7 +20,9 @@ import statistics
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: see chatbot/fastpath.py
+os.environ.setdefault(
+    "OMP_WAIT_POLICY", "PASSIVE"
+)  # before torch loads: see inference/linear_packing.py
 
 CONVERSATIONS = [
     ["hi", "something funny for a family night", "thanks, anything animated?"],
@@ -41,11 +43,11 @@ def main() -> None:
 
     from chatbot.config import Settings
     from chatbot.indexing import index_catalog, open_store
-    from chatbot.llm import load_llm
-    from chatbot.recommender import Recommender
     from chatbot.reply.reply_prompt import ReplyInput, should_ask
     from chatbot.reply.writer import ReplyWriter
-    from chatbot.state import DialogueState
+    from chatbot.turn import Recommender
+    from chatbot.understanding.state import DialogueState
+    from inference.llm import load_llm
     from retrieval.catalog import demo_catalog_path
 
     settings = Settings(home=args.home, reasons=False)

@@ -18,10 +18,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chatbot.mentions import TitleIndex
 from chatbot.reply.reply_prompt import ReplyInput, reply_prompt, should_ask
+from chatbot.understanding.mentions import MentionFinder
+from dialogues.schema import RecTurn
 from finetune.examples import Catalog, Example
-from retrieval.dialogues import RecTurn
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +52,13 @@ def history_of(context: Sequence[str]) -> tuple[tuple[str, str], ...]:
     )
 
 
-def user_titles_of(history: Sequence[tuple[str, str]], index: TitleIndex) -> tuple[str, ...]:
+def user_titles_of(history: Sequence[tuple[str, str]], index: MentionFinder) -> tuple[str, ...]:
     """Catalog titles the user named, in order of first mention."""
     found = [m.title for role, text in history if role == "user" for m in index.find(text)]
     return tuple(dict.fromkeys(found))
 
 
-def reply_input_of(turn: RecTurn, catalog: Catalog, index: TitleIndex) -> ReplyInput | None:
+def reply_input_of(turn: RecTurn, catalog: Catalog, index: MentionFinder) -> ReplyInput | None:
     """The served reply input of a logged turn, or None when a pick is not in the catalog."""
     picks = [catalog.find(title) for title in turn.gold]
     if any(p is None for p in picks):
@@ -75,7 +75,7 @@ def reply_input_of(turn: RecTurn, catalog: Catalog, index: TitleIndex) -> ReplyI
 
 
 def usable_reply(
-    turn: RecTurn, catalog: Catalog, index: TitleIndex, stats: ReplyExampleStats
+    turn: RecTurn, catalog: Catalog, index: MentionFinder, stats: ReplyExampleStats
 ) -> tuple[ReplyInput, str] | None:
     """The served reply input of `turn` and its logged response, or None (counted in `stats`)
     when serving could not have written that response."""
@@ -98,7 +98,7 @@ def usable_reply(
 
 
 def reply_example(
-    turn: RecTurn, catalog: Catalog, index: TitleIndex, formatter: Any, stats: ReplyExampleStats
+    turn: RecTurn, catalog: Catalog, index: MentionFinder, formatter: Any, stats: ReplyExampleStats
 ) -> Example | None:
     """One example for `turn` (`formatter.chat_prompt` renders the chat template), or None."""
     usable = usable_reply(turn, catalog, index, stats)
@@ -115,7 +115,7 @@ def reply_example(
 
 
 def build_reply_examples(
-    turns: Sequence[RecTurn], catalog: Catalog, index: TitleIndex, formatter: Any
+    turns: Sequence[RecTurn], catalog: Catalog, index: MentionFinder, formatter: Any
 ) -> tuple[list[Example], ReplyExampleStats]:
     stats = ReplyExampleStats(turns=len(turns))
     out = [

@@ -24,9 +24,16 @@ from chatbot.config import Settings
 from chatbot.errors import InputError
 from finetune import artifacts
 from finetune.data import load_turns, split_by_dialogue
-from finetune.examples import Catalog, Example, examples_sha256, to_records
-from finetune.job import PromptFormatter, load_tokenizer, write_examples
+from finetune.examples import (
+    Catalog,
+    Example,
+    PromptFormatter,
+    examples_sha256,
+    load_tokenizer,
+    to_records,
+)
 from finetune.reply_examples import build_reply_examples
+from finetune.run import write_examples
 from finetune.train import TrainOptions, device_of, load_trainable, train
 
 log = logging.getLogger(__name__)
@@ -41,11 +48,11 @@ def sample(examples: list[Example], limit: int, seed: int) -> list[Example]:
 
 
 def reply_catalog(path: Path, fmt: str | None) -> tuple[Catalog, Any]:
-    from chatbot.mentions import TitleIndex
+    from chatbot.understanding.mentions import MentionFinder
     from retrieval.catalog import load_catalog
 
     items = load_catalog(path, fmt).items
-    return Catalog(items), TitleIndex(items)
+    return Catalog(items), MentionFinder.of(items)
 
 
 def build_splits(

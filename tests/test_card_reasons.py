@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from chatbot.errors import ConfigError
-from chatbot.factcheck import unsupported_claims
-from chatbot.links import find_link
 from chatbot.reply.card_reasons import card_reasons, reason_shapes, relevant_sentence, trim
+from chatbot.reply.credit_links import find_link
+from chatbot.reply.reason_checks import unsupported_claims
 from retrieval.catalog import demo_catalog_path, load_catalog
 from retrieval.types import Item
 

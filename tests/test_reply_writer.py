@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.mentions import TitleIndex
 from chatbot.reply.reply_checks import named_titles, reply_problems
 from chatbot.reply.reply_prompt import ReplyInput, pick_line, reply_prompt, should_ask
 from chatbot.reply.token_stream import stream_ids
 from chatbot.reply.writer import ReplyWriter, complete_sentences, template_reply
+from chatbot.understanding.mentions import MentionFinder
 from retrieval.catalog import demo_catalog_path, load_catalog
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -25,7 +25,7 @@ def demo_items():
 
 @pytest.fixture(scope="module")
 def writer(llm, demo_items):
-    w = ReplyWriter(llm, TitleIndex(demo_items.values()))
+    w = ReplyWriter(llm, MentionFinder.of(demo_items.values()))
     assert w.cache_head() > 0
     return w
 
@@ -143,9 +143,9 @@ def test_complete_sentences_drops_a_cut_tail():
 
 
 def test_reply_examples_use_the_served_prompt(llm, writer, demo_items):
+    from dialogues.schema import RecTurn
     from finetune.examples import Catalog
     from finetune.reply_examples import ReplyExampleStats, reply_example, reply_input_of
-    from retrieval.dialogues import RecTurn
 
     turn = RecTurn(
         dialog_id="d1",

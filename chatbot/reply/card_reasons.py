@@ -7,7 +7,7 @@
 
 Extractive: the description sentence that shares the most words with what the user said (the
 first on ties), trimmed at a clause boundary; the facts come from the record (genres, year,
-director/star, tags) and the link from `chatbot.links.find_link` (a shared director or star, a
+director/star, tags) and the link from `chatbot.reply.credit_links.find_link` (a shared director or star, a
 pair recommended together in logged dialogues, or shared genres). Each card takes the first
 shape of `prompts/card_reasons.toml` its item has the facts for and that no earlier card of the
 turn took, so a turn's reasons never share one shape. Deterministic; no model time (the reply
@@ -24,9 +24,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from chatbot.errors import ConfigError
-from chatbot.links import Link
-from chatbot.reasons import stop_words
-from chatbot.templates import bundled_prompt_dir, load_link_phrases
+from chatbot.reply.credit_links import Link
+from chatbot.reply.reasons import stop_words
+from prompts.loader import bundled_prompt_dir, load_link_phrases
 from retrieval.types import Item
 
 MAX_PLOT_WORDS = 22  # one card line or two; longer sentences are cut at a clause boundary

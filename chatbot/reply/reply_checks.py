@@ -2,7 +2,7 @@
 
 A reply passes when every catalog title it names is one of the turn's picks or the user's own
 titles, every checkable fact (numbers, genre words, capitalised names) is backed by the named
-picks' facts, the answer facts or the user's words (`chatbot.factcheck.unsupported_claims`, as
+picks' facts, the answer facts or the user's words (`chatbot.reply.reason_checks.unsupported_claims`, as
 for card reasons), it names at least one pick when there are picks, and it does not talk about
 its prompt or loop. Problems are returned as short labels; none means the reply stands.
 """
@@ -12,9 +12,10 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from chatbot.factcheck import unsupported_claims
-from chatbot.mentions import TitleIndex, normalize
+from chatbot.reply.reason_checks import unsupported_claims
 from chatbot.reply.reply_prompt import ReplyInput, facts_in_play
+from chatbot.understanding.mentions import MentionFinder
+from retrieval.titles import words_of as normalize
 from retrieval.types import Item
 
 _META = re.compile(r"\b(picks?:|answer:|ask a question|prompt|candidates?|the user|message:)", re.I)
@@ -23,7 +24,7 @@ _TOKENS = re.compile(r"[a-z']+|[^\sa-z']")
 MIN_WORDS = 3
 
 
-def named_titles(text: str, index: TitleIndex) -> list[str]:
+def named_titles(text: str, index: MentionFinder) -> list[str]:
     """Catalog titles `text` names, in order (the product's one title matcher)."""
     return [m.title for m in index.find(text)]
 
@@ -35,7 +36,7 @@ def names_title(text: str, title: str) -> bool:
     return bool(bare) and f" {bare} " in f" {' '.join(normalize(text))} "
 
 
-def reply_problems(text: str, inp: ReplyInput, index: TitleIndex) -> list[str]:
+def reply_problems(text: str, inp: ReplyInput, index: MentionFinder) -> list[str]:
     """Why `text` cannot be served as the reply to `inp` (empty list: it can)."""
     problems: list[str] = []
     words = _WORDS.findall(text.lower())

@@ -17,9 +17,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from chatbot.errors import ConfigError
-from chatbot.factcheck import GENRE_WORDS
-from chatbot.rerank import format_conversation
-from chatbot.templates import bundled_prompt_dir, render
+from chatbot.reply.reason_checks import GENRE_WORDS
+from dialogues.transcript import format_conversation
+from prompts.loader import bundled_prompt_dir, render
 from retrieval.types import Item
 
 MAX_PICKS_NAMED = 3  # picks the reply may name; the cards show the rest
@@ -97,7 +97,7 @@ def reply_user_text(inp: ReplyInput, directory: Path | None = None) -> str:
 
 def reply_prompt(llm, inp: ReplyInput, directory: Path | None = None) -> str:
     """The served prompt: the model's chat template around the system prompt and reply.txt.
-    `llm` needs only `chat_prompt` (`finetune.job.PromptFormatter` does for training)."""
+    `llm` needs only `chat_prompt` (`finetune.examples.PromptFormatter` does for training)."""
     return llm.chat_prompt(
         reply_user_text(inp, directory), system=render("system", None, directory)
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from chatbot.llm import NO_REPEAT_NGRAM, REPETITION_PENALTY, SENTENCE_END
+from inference.generation import NO_REPEAT_NGRAM, REPETITION_PENALTY, SENTENCE_END
 
 
 def stream_ids(

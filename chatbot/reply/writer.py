@@ -21,7 +21,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chatbot.mentions import TitleIndex
 from chatbot.reply.reply_checks import reply_problems
 from chatbot.reply.reply_prompt import (
     ReplyInput,
@@ -32,7 +31,8 @@ from chatbot.reply.reply_prompt import (
     reply_words,
 )
 from chatbot.reply.token_stream import stream_text
-from chatbot.templates import render
+from chatbot.understanding.mentions import MentionFinder
+from prompts.loader import render
 
 MAX_NEW_TOKENS = 40  # two short sentences; ~1 s of decoding on 2 cores for the 135M model
 PUNCTUATION = ".,!?'-:;()"
@@ -58,7 +58,7 @@ class ReplyWriter:
     def __init__(
         self,
         llm,
-        index: TitleIndex,
+        index: MentionFinder,
         *,
         directory: Path | None = None,
         max_new_tokens: int = MAX_NEW_TOKENS,
