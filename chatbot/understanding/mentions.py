@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from retrieval.titles import ARTICLE_WORDS as _ARTICLES
 from retrieval.titles import WORD as _WORD
-from retrieval.titles import TitleEntry
+from retrieval.titles import TitleEntry, TitleIndex
 from retrieval.types import Item
 
 _NEXT_WORD = re.compile(r"[ \t]+([A-Za-z][\w']*)")
@@ -121,12 +121,12 @@ class Mention:
 class MentionFinder:
     """Mentions of the titles of one `TitleIndex` in free text."""
 
-    def __init__(self, titles: MentionFinder):
+    def __init__(self, titles: TitleIndex):
         self.titles = titles
 
     @classmethod
     def of(cls, items: Iterable[Item]) -> MentionFinder:
-        return cls(MentionFinder.of(items))
+        return cls(TitleIndex(items))
 
     def __len__(self) -> int:
         return len(self.titles)
