@@ -45,11 +45,17 @@ def test_reasons_are_true_to_the_record(turn):
         assert [c for c in claims if c.lower() not in item.genres] == []
 
 
-@pytest.mark.xfail(strict=True, reason="factcheck splits the record's 'sci-fi', not the claim's")
 def test_the_checker_accepts_a_hyphenated_genre_the_record_lists(demo_items):
     item = demo_items["Inception"]
     assert "sci-fi" in item.genres
     assert unsupported_claims("A sci-fi film.", item, "") == []
+    assert unsupported_claims("A horror film.", item, "") == ["horror"]
+
+
+def test_the_checker_accepts_a_number_with_thousands_commas_from_the_record():
+    item = Item(item_id="x", title="Gold", text="A crew of 1,600 men digs for $100,000.")
+    assert unsupported_claims("1,600 men dig for $100,000.", item, "") == []
+    assert unsupported_claims("2,000 men dig.", item, "") == ["2,000"]
 
 
 def test_reasons_quote_the_description_and_name_the_link(turn):

@@ -30,7 +30,6 @@ from chatbot.reply.reply_prompt import (
     reply_template,
     reply_words,
 )
-from chatbot.reply.token_stream import stream_text
 from chatbot.understanding.mentions import MentionFinder
 from prompts.loader import render
 
@@ -80,7 +79,7 @@ class ReplyWriter:
         """The reply as it is decoded; the last event carries the checked `Reply`."""
         allowed = self.allowed_tokens(inp)
         shown = ""
-        for piece in stream_text(self.llm, self.prompt(inp), self.max_new_tokens, allowed=allowed):
+        for piece in self.llm.stream_text(self.prompt(inp), self.max_new_tokens, allowed=allowed):
             if not shown:
                 piece = piece.lstrip()
             if piece:
