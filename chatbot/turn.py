@@ -44,6 +44,7 @@ from chatbot.understanding.constraints import (
 from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.state import DialogueState
 from chatbot.understanding.topic import plan_topic_shift
+from chatbot.understanding.word_feedback import apply_word_feedback
 from inference.model_files import rerank_mode_of
 from retrieval.collab import CollabSignals
 from retrieval.types import Candidate, Item
@@ -116,6 +117,8 @@ class Recommender:
         talk = act.name in NO_PICKS
         state.add_user(text, index, schema, self.settings.max_history_turns, understand=not talk)
         state.last_act = act.name
+        if act.name in ("feedback", "refine"):
+            apply_word_feedback(state, text, index)
         clock.lap("state")
         if talk:
             yield from self._talk(state, act, text, index, clock)

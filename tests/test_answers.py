@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.errors import ConfigError
 from chatbot.reply.answers import answer_question, load_answer_templates
 from chatbot.reply.reason_checks import unsupported_claims
 from chatbot.understanding.acts import SLOTS
+from prompts.errors import PromptError
 from retrieval.catalog import demo_catalog_path, load_catalog
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -78,5 +78,5 @@ def test_redial_records_answer_director_and_cast():
 def test_broken_templates_name_the_fix(tmp_path):
     bad = tmp_path / "answers.toml"
     bad.write_text('[director]\nknown = "{name} did it"\nmissing = "no {title}"\n', "utf-8")
-    with pytest.raises(ConfigError):
+    with pytest.raises(PromptError):
         load_answer_templates(bad)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.errors import ConfigError
 from chatbot.reply.card_reasons import card_reasons, reason_shapes, relevant_sentence, trim
 from chatbot.reply.credit_links import find_link
 from chatbot.reply.reason_checks import unsupported_claims
+from prompts.errors import PromptError
 from retrieval.catalog import demo_catalog_path, load_catalog
 from retrieval.types import Item
 
@@ -133,5 +133,5 @@ def test_records_without_a_description_get_distinct_fact_shapes():
 
 def test_a_shape_with_an_unknown_variable_is_a_config_error(tmp_path):
     (tmp_path / "card_reasons.toml").write_text('odd = "{plot} {rating}"\n', encoding="utf-8")
-    with pytest.raises(ConfigError, match="rating|only"):
+    with pytest.raises(PromptError, match="rating|only"):
         reason_shapes(tmp_path)

@@ -12,14 +12,14 @@ come from `prompts/answers.toml`; the reply writer may quote `facts` instead.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from langchain_core.prompts import PromptTemplate
 
-from chatbot.errors import ConfigError
+from prompts.errors import PromptError
+from prompts.loader import load_toml
 from retrieval.types import Item, MetaValue
 
 # Where each slot's fact lives in a record: the first key present wins (demo, ReDial, OpenDialKG).
@@ -69,23 +69,18 @@ def bundled_answers_path() -> Path:
 @lru_cache(maxsize=8)
 def load_answer_templates(path: Path | None = None) -> dict[str, dict[str, PromptTemplate]]:
     path = path or bundled_answers_path()
-    if not path.is_file():
-        raise ConfigError(f"answer templates {path} not found: restore prompts/answers.toml")
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"answer templates {path} are not valid TOML ({e}): edit it") from e
+    table = load_toml(path.name, path.parent)  # a registered prompt file (prompts.loader)
     out: dict[str, dict[str, PromptTemplate]] = {}
     for slot in (*SLOT_KEYS, "scary", "kids_ok", "other"):
         section = table.get(slot)
         if not isinstance(section, dict) or "missing" not in section:
-            raise ConfigError(f"{path} needs a [{slot}] table with a 'missing' sentence")
+            raise PromptError(f"{path} needs a [{slot}] table with a 'missing' sentence")
         out[slot] = {}
         for verdict, text in section.items():
             template = PromptTemplate.from_template(text)
             extra = set(template.input_variables) - _VARIABLES
             if extra or "title" not in template.input_variables:
-                raise ConfigError(
+                raise PromptError(
                     f"{path} [{slot}] {verdict}: use {{title}} and only {sorted(_VARIABLES)}"
                 )
             out[slot][verdict] = template

@@ -17,16 +17,15 @@ writer carries the conversation).
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from chatbot.errors import ConfigError
 from chatbot.reply.credit_links import Link
 from chatbot.reply.reasons import stop_words
-from prompts.loader import bundled_prompt_dir, load_link_phrases
+from prompts.errors import PromptError
+from prompts.loader import load_link_phrases, load_toml, prompt_path
 from retrieval.types import Item
 
 MAX_PLOT_WORDS = 22  # one card line or two; longer sentences are cut at a clause boundary
@@ -112,7 +111,7 @@ def card_reasons(
         fitting = [name for name, (_, needs) in shapes.items() if needs <= values.keys()]
         fresh = [name for name in fitting if name not in used]
         if not fitting:
-            raise ConfigError("card_reasons.toml needs a last shape without variables")
+            raise PromptError("card_reasons.toml needs a last shape without variables")
         name = (fresh or fitting)[0]
         used.add(name)
         text = shapes[name][0].format(**values)
@@ -214,20 +213,13 @@ def requested(item: Item, user_words: str) -> str:
 @lru_cache(maxsize=8)
 def reason_shapes(directory: Path | None = None) -> dict[str, tuple[str, frozenset[str]]]:
     """`card_reasons.toml`: shape name -> (template text, the variables it needs), in order."""
-    path = (directory or bundled_prompt_dir()) / "card_reasons.toml"
-    if directory is not None and not path.is_file():
-        path = bundled_prompt_dir() / "card_reasons.toml"
-    if not path.is_file():
-        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+    table = load_toml("card_reasons.toml", directory)
+    path = prompt_path("card_reasons.toml", directory)
     shapes: dict[str, tuple[str, frozenset[str]]] = {}
     for name, text in table.items():
         needs = frozenset(re.findall(r"\{(\w+)\}", text)) if isinstance(text, str) else None
         if needs is None or not needs <= SHAPE_VARIABLES:
-            raise ConfigError(
+            raise PromptError(
                 f"prompt file {path}: shape {name!r} must be text using only "
                 f"{sorted(SHAPE_VARIABLES)}: edit the file"
             )

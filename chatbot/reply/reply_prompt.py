@@ -10,16 +10,15 @@ This module knows prompts and the facts a reply may state; it does not generate 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from chatbot.errors import ConfigError
 from chatbot.reply.reason_checks import GENRE_WORDS
 from dialogues.transcript import format_conversation
-from prompts.loader import bundled_prompt_dir, render
+from prompts.errors import PromptError
+from prompts.loader import load_toml, prompt_path, render
 from retrieval.types import Item
 
 MAX_PICKS_NAMED = 3  # picks the reply may name; the cards show the rest
@@ -116,51 +115,23 @@ def reply_template(directory: Path | None = None):
     """`reply.txt`, checked to use exactly its variables."""
     from langchain_core.prompts import PromptTemplate
 
-    path = _prompt_path("reply.txt", directory)
+    path = prompt_path("reply.txt", directory)
     template = PromptTemplate.from_template(path.read_text(encoding="utf-8").strip())
     got = frozenset(template.input_variables)
     if got != REPLY_VARIABLES:
-        raise ConfigError(
+        raise PromptError(
             f"prompt {path} uses variables {sorted(got)} but needs exactly "
             f"{sorted(REPLY_VARIABLES)}: edit the file"
         )
     return template
 
 
-@lru_cache(maxsize=8)
 def fallback_parts(directory: Path | None = None) -> dict[str, str]:
-    """The template reply's parts (`reply_fallback.toml`), each checked for its variables."""
-    from langchain_core.prompts import PromptTemplate
-
-    path = _prompt_path("reply_fallback.toml", directory)
-    try:
-        table = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
-    for key, variables in FALLBACK_PARTS.items():
-        text = table.get(key)
-        if not isinstance(text, str):
-            raise ConfigError(f"prompt file {path} needs a text value for {key!r}: edit the file")
-        got = set(PromptTemplate.from_template(text).input_variables)
-        if got != variables:
-            raise ConfigError(
-                f"prompt file {path}: {key!r} uses {sorted(got)} but needs exactly "
-                f"{sorted(variables)}: edit the file"
-            )
+    """The template reply's parts (`reply_fallback.toml`, checked by the prompt loader)."""
+    table = load_toml("reply_fallback.toml", directory)
     return {k: table[k] for k in FALLBACK_PARTS}
 
 
 def reply_words(directory: Path | None = None) -> str:
     """Function words any reply may use (`reply_words.txt`)."""
-    return _prompt_path("reply_words.txt", directory).read_text(encoding="utf-8")
-
-
-def _prompt_path(name: str, directory: Path | None) -> Path:
-    """`name` in the configured prompt dir, else the bundled one (a dir written before the
-    reply writer existed has none of its files)."""
-    path = (directory or bundled_prompt_dir()) / name
-    if directory is not None and not path.is_file():
-        path = bundled_prompt_dir() / name
-    if not path.is_file():
-        raise ConfigError(f"prompt file {path} not found: fix prompts.dir or restore the file")
-    return path
+    return prompt_path("reply_words.txt", directory).read_text(encoding="utf-8")

@@ -126,7 +126,8 @@ def stream_reply(
     writer: Any, inp: ReplyInput, said: Said, base: TurnResult, directory: Path | None = None
 ) -> Iterator[TurnResult | Reply]:
     """`base` with the reply growing token by token (stage "reply"), then the checked `Reply`
-    (the last item yielded). A reply that drops an answered fact is the template."""
+    (the last item yielded). A reply that drops an answered fact, or asks nothing when it
+    should ask, is the template."""
     shown = ""
     reply: Reply | None = None
     for event in writer.stream(inp):
@@ -136,8 +137,11 @@ def stream_reply(
         shown += event.text
         yield dataclasses.replace(base, reply=shown, stage="reply")
     assert reply is not None
-    if not reply.fallback and not keeps(reply.text, said.keep):
-        reply = Reply(template_reply(inp, directory), True, ["<drops the answer>"], reply.text)
+    problems = [] if keeps(reply.text, said.keep) else ["<drops the answer>"]
+    if inp.ask and "?" not in reply.text:
+        problems.append("<asks nothing>")
+    if problems and not reply.fallback:
+        reply = Reply(template_reply(inp, directory), True, problems, reply.text)
     yield reply
 
 
