@@ -75,8 +75,10 @@ def answer_turn(
     if act.name == "why_question":
         return _why(items, state, say)
     if not items:
-        key = "which_one" if state.last_shown else "unknown_title"
-        return Said((say[key].format(),))
+        if state.last_shown:
+            return Said((say["which_one"].format(),))
+        line = say["unknown_title"].format()
+        return Said((line,), keep=(line,))  # said plainly, never paraphrased into a guess
     item = items[0]
     answer = answer_question(item, act.slot or "other")
     # A fact the record has must be stated; a missing one (or a verdict) said as the line says it.
