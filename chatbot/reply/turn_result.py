@@ -64,11 +64,6 @@ def card(c: Candidate, rank: int) -> Recommendation:
     )
 
 
-def ranked_reply(filters: list[str], n: int) -> str:
-    scope = f" ({', '.join(filters)})" if filters else ""
-    return f"Here are {n} picks for you{scope}."
-
-
 def no_match_reply(filters: list[str]) -> str:
     if filters:
         return (

@@ -146,8 +146,11 @@ def build_app(
             turn = service.view(session_id)["turn"] + 1
             for update in service.stream(session_id, message):
                 history[-1] = {"role": "assistant", "content": _chat_reply(update)}
-                if not update.recommendations and update.act in NO_PICKS:
-                    # An answer, a greeting: the previous cards and filter chips stay.
+                if update.stage == "reply" or (
+                    not update.recommendations and update.act in NO_PICKS
+                ):
+                    # The reply growing (the cards are already up), or an answer / a greeting
+                    # (the previous cards and filter chips stay): only the chat changes.
                     yield "", history, gr.skip(), gr.skip(), session_id
                     continue
                 view = {
