@@ -136,8 +136,8 @@ class Settings(BaseSettings):
     max_history_turns: int = Field(40, description="Utterances kept in a session's context.")
     reasons: bool = Field(
         True,
-        description="LLM-written reasons (checked; a template reason where a check fails). "
-        "Off: template reasons only (facts plus a true link to the user's titles), no LLM time.",
+        description="Card reasons from the item's own description, facts and true link to the "
+        "user's titles. Off: the plain template (facts plus the link). Neither costs LLM time.",
     )
 
     @field_validator("retrieval")

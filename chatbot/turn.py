@@ -1,7 +1,9 @@
-"""One recommendation turn end to end: state → candidates → LLM rerank → reasons.
+"""One conversation turn end to end: act → state → candidates → LLM rerank → card reasons → reply.
 
-`Recommender.stream` yields a `TurnResult` when the ranking is ready (cards can show) and a
-final one with reasons. Everything heavy (LLM, embedder, Chroma client) is created once by
+`Recommender.stream` classifies the message's dialogue act. A question, a greeting or thanks is
+answered without picks (`chatbot.reply.talk`); a request, refinement, feedback or topic shift is
+ranked and yields a `TurnResult` as soon as the cards (with their reasons) are ready, then the
+LLM's reply token by token, then the final result with the checked reply. Everything heavy (LLM, embedder, Chroma client) is created once by
 `build_recommender` and shared by all sessions of the process.
 """
 
@@ -11,7 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 from chatbot.config import Settings
@@ -21,18 +23,29 @@ from chatbot.ranking.prepare import Prepared, fusion_weights, prepare
 from chatbot.ranking.served_models import interaction_model, learned_ranker
 from chatbot.reply.credit_links import Link
 from chatbot.reply.reason_writer import links_of, write_reasons
-from chatbot.reply.reasons import reason_prompt, stop_words
-from chatbot.reply.turn_result import (
-    Recommendation,
-    TurnResult,
-    card,
-    no_match_reply,
-    ranked_reply,
-)
+from chatbot.reply.reasons import stop_words
+from chatbot.reply.reply_prompt import ReplyInput
+from chatbot.reply.talk import Said, answer_dict, answer_turn, reply_input, stream_reply
+from chatbot.reply.turn_result import Recommendation, TurnResult, card, no_match_reply
+from chatbot.reply.writer import Reply, ReplyWriter, template_reply
 from chatbot.timing import StageClock
-from chatbot.understanding.constraints import CatalogSchema, schema_of
+from chatbot.understanding.acts import (
+    NO_PICKS,
+    Act,
+    ActClassifier,
+    context_from_state,
+    load_lexicon,
+)
+from chatbot.understanding.constraints import (
+    CatalogSchema,
+    Constraints,
+    schema_of,
+    update_constraints,
+)
 from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.state import DialogueState
+from chatbot.understanding.topic import plan_topic_shift
+from chatbot.understanding.word_feedback import apply_word_feedback
 from inference.model_files import rerank_mode_of
 from retrieval.collab import CollabSignals
 from retrieval.interaction_cf import InteractionCF
@@ -40,6 +53,7 @@ from retrieval.learned_ranker import ServedRanker
 from retrieval.types import Candidate, Item
 
 log = logging.getLogger(__name__)
+MAX_ACT_SEEDS = 10  # the user's latest titles whose genres tell a topic shift from a refinement
 
 
 class Recommender:
@@ -61,6 +75,8 @@ class Recommender:
         self.collab = collab
         self._catalog_version: Any = object()
         self._index: MentionFinder | None = None
+        self._writer: ReplyWriter | None = None
+        self.acts = ActClassifier(load_lexicon())
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
         self._heads_cached = False
@@ -80,6 +96,9 @@ class Recommender:
                         "no catalog is indexed yet: run `recochat index --catalog PATH` first"
                     )
                 self._index = MentionFinder.of(items)
+                if self.llm is not None:
+                    directory = self.settings.prompts.dir
+                    self._writer = ReplyWriter(self.llm, self._index, directory=directory)
                 self._schema = schema_of(items, self.settings.catalog)
                 if self.collab is None:
                     self.collab = CollabSignals.from_catalog(items)
@@ -105,11 +124,21 @@ class Recommender:
         return text
 
     def stream(self, state: DialogueState, message: str) -> Iterator[TurnResult]:
+        """The turn's updates: "ranked" (the cards, when the act picks), "reply" (the reply
+        growing token by token), then "done" (the checked reply)."""
         clock = StageClock()
         text = self.validate(message)
         index, schema = self.catalog()
-        state.add_user(text, index, schema, self.settings.max_history_turns)
+        act = self._act(state, text, index, schema)
+        talk = act.name in NO_PICKS
+        state.add_user(text, index, schema, self.settings.max_history_turns, understand=not talk)
+        state.last_act = act.name
+        if act.name in ("feedback", "refine"):
+            apply_word_feedback(state, text, index)
         clock.lap("state")
+        if talk:
+            yield from self._talk(state, act, text, index, clock)
+            return
         prep = self._prepare(state, schema, k=self.settings.retrieval.k_candidates)
         clock.lap("retrieval")
         if not prep.candidates:
@@ -122,41 +151,102 @@ class Recommender:
                 recommendations=[],
                 timings_ms=clock.total(),
                 filters=state.constraints.labels(),
+                act=act.name,
             )
             return
         order, counters = self._rerank(prep, clock)
-        k = self.settings.retrieval.k_final
-        top = [prep.candidates[i] for i in order[:k]]
+        top = [prep.candidates[i] for i in order[: self.settings.retrieval.k_final]]
         recs = [card(c, rank) for rank, c in enumerate(top)]
-        reply = ranked_reply(state.constraints.labels(), len(recs))
+        self._write_reasons(prep, top, recs, counters, clock)  # no model time: shown at once
         ranked = TurnResult(
-            reply=reply,
-            recommendations=[dataclasses.replace(r) for r in recs],  # a snapshot: reasons pending
+            reply="",
+            recommendations=[dataclasses.replace(r) for r in recs],
             timings_ms=dict(clock.ms),
             counters=dict(counters),
             stage="ranked",
             filters=state.constraints.labels(),
+            act=act.name,
         )
-        if not self.settings.reasons:  # template reasons cost no LLM time: show them at once
-            self._write_reasons(prep, top, recs, counters, clock)
-            ranked.recommendations = [dataclasses.replace(r) for r in recs]
-            ranked.counters = dict(counters)
         ranked.timings_ms["first_rec"] = (time.perf_counter() - clock.t0) * 1000
         yield ranked
-        if self.settings.reasons:
-            self._write_reasons(prep, top, recs, counters, clock)
+        inp = reply_input(state, Said(), [c.item for c in top], request=True)
+        reply = yield from self._say(inp, Said(), ranked, clock)
+        counters["reply_fallback"] = int(reply.fallback)
+        state.reasons.update({r.item_id: r.reason for r in recs})
+        state.focus = None
         state.add_assistant(
-            reply, shown=[r.item_id for r in recs], max_history=self.settings.max_history_turns
+            reply.text, shown=[r.item_id for r in recs], max_history=self.settings.max_history_turns
         )
         timings = clock.total()
         timings["first_rec"] = ranked.timings_ms["first_rec"]
         yield TurnResult(
-            reply=reply,
+            reply=reply.text,
             recommendations=recs,
             timings_ms=timings,
             counters=counters,
             filters=state.constraints.labels(),
+            act=act.name,
         )
+
+    def _act(
+        self, state: DialogueState, text: str, index: MentionFinder, schema: CatalogSchema
+    ) -> Act:
+        """The message's dialogue act; a topic shift is applied to `state` at once."""
+        ids = [m.item_id for m in index.find(text)]
+        seeds = [*state.liked, *state.mentioned][-MAX_ACT_SEEDS:]
+        genres = frozenset(g for it in self.store.get(seeds) for g in it.genres) if seeds else None
+        act = self.acts.classify(text, context_from_state(state, ids, genres or frozenset()))
+        if act.name == "topic_shift":
+            asked = update_constraints(Constraints(), text, schema).include_genres
+            plan = plan_topic_shift(act, state, text, frozenset(asked))
+            if plan is not None:
+                state.shift_topic(plan)
+        return act
+
+    def _talk(
+        self, state: DialogueState, act: Act, text: str, index: MentionFinder, clock: StageClock
+    ) -> Iterator[TurnResult]:
+        """A turn that picks nothing: answer, explain, greet or close."""
+        said = answer_turn(act, text, state, index, self.store, self.settings.prompts.dir)
+        clock.lap("answer")
+        base = TurnResult(
+            reply="",
+            recommendations=[],
+            timings_ms=dict(clock.ms),
+            stage="reply",
+            filters=state.constraints.labels(),
+            act=act.name,
+            answer=answer_dict(said.answer) if said.answer is not None else None,
+        )
+        reply = yield from self._say(reply_input(state, said), said, base, clock)
+        if said.focus is not None:
+            state.focus = said.focus
+        state.add_assistant(reply.text, max_history=self.settings.max_history_turns)
+        yield dataclasses.replace(
+            base,
+            reply=reply.text,
+            stage="done",
+            timings_ms=clock.total(),
+            counters={"reply_fallback": int(reply.fallback)},
+        )
+
+    def _say(
+        self, inp: ReplyInput, said: Said, base: TurnResult, clock: StageClock
+    ) -> Generator[TurnResult, None, Reply]:
+        """Stream the LLM's reply into updates of `base`; returns the checked reply."""
+        directory = self.settings.prompts.dir
+        if self._writer is None:  # no model (offline replays): the template
+            return Reply(template_reply(inp, directory), True, ["<no model>"])
+        self.cache_prompt_heads()
+        for out in stream_reply(self._writer, inp, said, base, directory):
+            if isinstance(out, Reply):
+                clock.lap("reply")
+                return out
+            if "first_token" not in clock.ms:
+                clock.ms["first_token"] = (time.perf_counter() - clock.t0) * 1000
+            out.timings_ms = {**out.timings_ms, "first_token": clock.ms["first_token"]}
+            yield out
+        raise AssertionError("stream_reply ends with the Reply")
 
     def recommend(self, state: DialogueState, message: str) -> TurnResult:
         return list(self.stream(state, message))[-1]
@@ -239,7 +329,7 @@ class Recommender:
 
     def cache_prompt_heads(self) -> None:
         """Once per recommender, before its first LLM call: run the static head of the rerank
-        and reason prompts and keep their keys/values in the LLM's prefix cache, so every
+        and reply prompts and keep their keys/values in the LLM's prefix cache, so every
         prompt is split at the same point."""
         if self._heads_cached or self.llm is None:
             return
@@ -248,10 +338,12 @@ class Recommender:
                 return
             mark = "\x00head\x00"
             blank = Item(item_id="", title=mark, text="")
-            reason = reason_prompt(self.llm, blank, mark, directory=self.settings.prompts.dir)
             self.llm.cache_head(self.rerank_prompt(mark, []), mark)
             self.llm.cache_head(self.score_prompt(mark, Candidate(blank, 0.0)), mark)
-            self.llm.cache_head(reason, mark)
+            writer = ReplyWriter(
+                self.llm, MentionFinder.of(()), directory=self.settings.prompts.dir
+            )
+            writer.cache_head()
             stop_words()  # the reason checks' word list, loaded once here rather than per turn
             self._heads_cached = True
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 
 SENTENCE_END = (".", "!", "?")
@@ -95,63 +96,31 @@ class Generation:
         cols: list[int] | None = None
         if allowed_tokens:
             cols = sorted({i for ids in allowed_tokens for i in ids if 0 <= i < vocab})
-        col_of = {t: c for c, t in enumerate(cols)} if cols is not None else None
-        width = len(cols) if cols is not None else vocab
-
-        def col(token: int) -> int | None:
-            return token if col_of is None else col_of.get(token)
 
         with self.lock, torch.inference_mode():
             out0, cache, mask = self._prefill(rows, max_new_tokens)
             started = time.perf_counter()
-            head = self._head_rows(cols)
-            dev = out0.device
-            seen = torch.zeros(len(rows), width, dtype=torch.bool, device=dev)
-            for b, row in enumerate(rows):
-                seen[b, [c for c in map(col, row) if c is not None]] = True
-            allowed = None
-            if allowed_tokens:
-                allowed = torch.full((len(rows), width), float("-inf"), device=dev)
-                for b, ids in enumerate(allowed_tokens):
-                    allowed[b, [c for c in map(col, ids) if c is not None]] = 0.0
-            history = [list(r) for r in rows]
-            ngrams = [_ngram_table(r) for r in rows]
+            step = _Step(self, rows, cols, allowed_tokens, out0.device)
             out: list[list[int]] = [[] for _ in rows]
             finished = [False] * len(rows)
             positions = mask.sum(-1, keepdim=True) if mask is not None else None
             hidden = out0
-            for step in range(max_new_tokens):
-                scores = self._project(hidden, head, cols)
-                penalized = torch.where(
-                    scores < 0, scores * REPETITION_PENALTY, scores / REPETITION_PENALTY
-                )
-                scores = torch.where(seen, penalized, scores)
-                if allowed is not None:
-                    scores = scores + allowed
-                for b, hist in enumerate(history):
-                    banned = ngrams[b].get(tuple(hist[-(NO_REPEAT_NGRAM - 1) :]))
-                    if banned and not finished[b]:
-                        banned_cols = [c for c in map(col, banned) if c is not None]
-                        scores[b, banned_cols] = float("-inf")
-                picked = scores.argmax(-1).tolist()
+            for i in range(max_new_tokens):
+                picked = step.pick(hidden, finished)
                 feed = []
-                for b, c in enumerate(picked):
-                    token = c if cols is None else cols[c]
+                for b, token in enumerate(picked):
                     if finished[b] or token in eos:
                         finished[b] = True
                         feed.append(self.tokenizer.pad_token_id or 0)
                         continue
                     out[b].append(token)
-                    history[b].append(token)
-                    seen[b, c] = True
-                    _ngram_add(ngrams[b], history[b])
+                    step.add(b, token)
                     feed.append(token)
-                    text = self.tokenizer.decode(out[b]).strip()
-                    if (stop and stop in text) or (one_sentence and text.endswith(SENTENCE_END)):
+                    if _stops(self.tokenizer.decode(out[b]).strip(), stop, one_sentence):
                         finished[b] = True
-                if all(finished) or step == max_new_tokens - 1:
+                if all(finished) or i == max_new_tokens - 1:
                     break
-                step_ids = torch.tensor(feed, device=dev).unsqueeze(1)
+                step_ids = torch.tensor(feed, device=out0.device).unsqueeze(1)
                 if mask is None:
                     hidden = self._forward(step_ids, cache)
                 else:
@@ -161,6 +130,130 @@ class Generation:
             self.stats.generated_tokens += sum(len(o) for o in out)
             self.stats.decode_s += time.perf_counter() - started
         return out
+
+    def stream_ids(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed: set[int] | None = None,
+        one_sentence: bool = False,
+    ) -> Iterator[int]:
+        """`generate_ids([prompt], ...)[0]`, each token yielded as soon as it is picked.
+
+        The same step as `generate_ids` (`_Step`). The model lock is held per step, never
+        across a `yield`: a consumer may resume the generator on another thread (Gradio does),
+        and other requests' steps may run between two of ours.
+        """
+        import torch
+
+        row = self._encode(prompt)
+        eos = self._eos_ids()
+        vocab = self.model.config.vocab_size
+        cols = sorted(i for i in allowed if 0 <= i < vocab) if allowed is not None else None
+        with self.lock, torch.inference_mode():
+            hidden, cache, _ = self._prefill([row], max_new_tokens)
+            step = _Step(self, [row], cols, None, hidden.device)
+        out: list[int] = []
+        for i in range(max_new_tokens):
+            with self.lock, torch.inference_mode():
+                started = time.perf_counter()
+                token = step.pick(hidden, [False])[0]
+                if token in eos:
+                    self.stats.decode_s += time.perf_counter() - started
+                    return
+                out.append(token)
+                step.add(0, token)
+                last = i == max_new_tokens - 1 or _stops(
+                    self.tokenizer.decode(out).strip(), stop, one_sentence
+                )
+                if not last:
+                    hidden = self._forward(torch.tensor([[token]], device=hidden.device), cache)
+                self.stats.generated_tokens += 1
+                self.stats.decode_s += time.perf_counter() - started
+            yield token
+            if last:
+                return
+
+    def stream_text(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed: set[int] | None = None,
+    ) -> Iterator[str]:
+        """Text pieces of `stream_ids`, in order; joined, they are the decoded output up to
+        `stop` (excluded). A piece is held back while it ends inside a multi-byte character."""
+        ids: list[int] = []
+        shown = ""
+        for token in self.stream_ids(prompt, max_new_tokens, stop=stop, allowed=allowed):
+            ids.append(token)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if stop and stop in text:
+                text = text.split(stop)[0]
+            elif text.endswith("\ufffd"):
+                continue
+            if len(text) > len(shown) and text.startswith(shown):
+                yield text[len(shown) :]
+                shown = text
+
+
+class _Step:
+    """One greedy step's scoring, shared by `generate_ids` and `stream_ids`: repetition
+    penalty over what each row has seen, the allowed-token mask, no repeated 3-gram."""
+
+    def __init__(self, llm, rows, cols, allowed_tokens, dev):
+        import torch
+
+        self.llm = llm
+        self.cols = cols
+        self.col_of = {t: c for c, t in enumerate(cols)} if cols is not None else None
+        width = len(cols) if cols is not None else llm.model.config.vocab_size
+        self.head = llm._head_rows(cols)
+        self.seen = torch.zeros(len(rows), width, dtype=torch.bool, device=dev)
+        for b, row in enumerate(rows):
+            self.seen[b, self._cols(row)] = True
+        self.allowed = None
+        if allowed_tokens:
+            self.allowed = torch.full((len(rows), width), float("-inf"), device=dev)
+            for b, ids in enumerate(allowed_tokens):
+                self.allowed[b, self._cols(ids)] = 0.0
+        self.history = [list(r) for r in rows]
+        self.ngrams = [_ngram_table(r) for r in rows]
+
+    def _cols(self, tokens) -> list[int]:
+        if self.col_of is None:
+            return list(tokens)
+        return [c for c in map(self.col_of.get, tokens) if c is not None]
+
+    def pick(self, hidden, finished: list[bool]) -> list[int]:
+        """The next token id of each row."""
+        import torch
+
+        scores = self.llm._project(hidden, self.head, self.cols)
+        penalized = torch.where(
+            scores < 0, scores * REPETITION_PENALTY, scores / REPETITION_PENALTY
+        )
+        scores = torch.where(self.seen, penalized, scores)
+        if self.allowed is not None:
+            scores = scores + self.allowed
+        for b, hist in enumerate(self.history):
+            banned = self.ngrams[b].get(tuple(hist[-(NO_REPEAT_NGRAM - 1) :]))
+            if banned and not finished[b]:
+                scores[b, self._cols(banned)] = float("-inf")
+        picked = scores.argmax(-1).tolist()
+        return picked if self.cols is None else [self.cols[c] for c in picked]
+
+    def add(self, b: int, token: int) -> None:
+        self.history[b].append(token)
+        self.seen[b, self._cols([token])] = True
+        _ngram_add(self.ngrams[b], self.history[b])
+
+
+def _stops(text: str, stop: str | None, one_sentence: bool) -> bool:
+    return bool((stop and stop in text) or (one_sentence and text.endswith(SENTENCE_END)))
 
 
 def _ngram_table(ids: list[int]) -> dict[tuple[int, ...], set[int]]:

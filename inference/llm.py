@@ -2,8 +2,10 @@
 
 - `label_logprobs`: one forward pass, log-probabilities of single-token labels at the answer
   position (the reranker's scores).
-- `generate`: batched greedy generation (reasons, the naive baseline), a plain decoding loop
-  that stops each row at `stop` / end-of-sequence instead of running the full token budget.
+- `generate`: batched greedy generation (the naive baseline, eval replies), a plain decoding loop
+  that stops each row at `stop` / end-of-sequence instead of running the full token budget;
+  `stream_ids` / `stream_text`: the same step for one prompt, each token as it is picked (the
+  reply the page shows as it is written).
 
 Both reuse the keys/values of prompt prefixes already run (`inference.prefix_cache`): the static
 chat template + system prompt + instruction header is computed once, and the part a batch of

@@ -95,3 +95,68 @@ def load_link_phrases(directory: Path | None = None) -> dict[str, PromptTemplate
             )
         out[kind] = template
     return out
+
+
+# The TOML prompt files of the conversation (issue #16): file -> {key: variables it must use}.
+# `None`: the file's keys are its own (e.g. one sentence shape per key), each checked by its user.
+TOML_PROMPTS: dict[str, dict[str, frozenset[str]] | None] = {
+    "conversation.toml": {
+        "greeting": frozenset(),
+        "greeting_again": frozenset(),
+        "thanks_bye": frozenset(),
+        "which_one": frozenset(),
+        "unknown_title": frozenset(),
+        "why": frozenset({"title", "reason"}),
+        "why_unknown": frozenset(),
+    },
+    "reply_fallback.toml": {
+        "answer": frozenset({"answer"}),
+        "picks": frozenset({"picks"}),
+        "question": frozenset(),
+        "no_picks": frozenset(),
+    },
+    "card_reasons.toml": None,
+    "answers.toml": None,
+    "dialogue_acts.toml": None,
+}
+
+
+def prompt_path(name: str, directory: Path | None = None) -> Path:
+    """`name` in the configured prompt dir, else the bundled one (a dir written before the
+    file existed has none of it)."""
+    path = (directory or bundled_prompt_dir()) / name
+    if directory is not None and not path.is_file():
+        path = bundled_prompt_dir() / name
+    if not path.is_file():
+        raise PromptError(f"prompt file {path} not found: fix prompts.dir or restore the file")
+    return path
+
+
+@lru_cache(maxsize=32)
+def load_toml(name: str, directory: Path | None = None) -> dict:
+    """A registered TOML prompt file (`TOML_PROMPTS`), parsed and, where registered, each
+    key checked to be text using exactly its variables."""
+    if name not in TOML_PROMPTS:
+        raise PromptError(f"{name} is not a registered prompt file: add it to TOML_PROMPTS")
+    path = prompt_path(name, directory)
+    try:
+        table = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PromptError(f"prompt file {path} is not valid TOML ({e}): edit the file") from e
+    for key, variables in (TOML_PROMPTS[name] or {}).items():
+        text = table.get(key)
+        if not isinstance(text, str):
+            raise PromptError(f"prompt file {path} needs a text value for {key!r}: edit the file")
+        got = frozenset(PromptTemplate.from_template(text).input_variables)
+        if got != variables:
+            raise PromptError(
+                f"prompt file {path}: {key!r} uses {sorted(got)} but needs exactly "
+                f"{sorted(variables)}: edit the file"
+            )
+    return table
+
+
+def toml_templates(name: str, directory: Path | None = None) -> dict[str, PromptTemplate]:
+    """The registered keys of a TOML prompt file as templates."""
+    table = load_toml(name, directory)
+    return {k: PromptTemplate.from_template(table[k]) for k in TOML_PROMPTS[name] or table}

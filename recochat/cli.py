@@ -132,7 +132,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
         return 0
-    print(result.reply)
+    print(result.reply)  # an answer or a greeting picks nothing: no list then
     for i, r in enumerate(result.recommendations, 1):
         print(f"{i}. {r.title} — {r.reason}")
     return 0

@@ -78,7 +78,8 @@ def test_readme_example(server, demo_settings, demo_catalog):
     )
     print(result["recommendations"][0]["title"], "—", result["recommendations"][0]["reason"])
 
-    assert set(result) == {"reply", "recommendations", "timings_ms", "filters"}
+    assert set(result) == {"reply", "recommendations", "timings_ms", "filters", "act"}
+    assert result["act"] == "request"
     assert isinstance(result["reply"], str) and result["reply"]
     assert len(result["recommendations"]) == demo_settings.retrieval.k_final
     heat = next(i for i, row in demo_catalog.items() if row["title"] == "Heat")
@@ -93,17 +94,29 @@ def test_readme_example(server, demo_settings, demo_catalog):
     assert result["timings_ms"]["total"] > 0
 
 
-def test_chat_streams_cards_then_reasons(server):
+def test_chat_streams_cards_then_the_reply_token_by_token(server):
     client = Client(server, verbose=False)
     job = client.submit(KIDS, api_name="/chat")
     job.result(timeout=600)
-    cards = [out[2] for out in job.outputs() if isinstance(out[2], str)]
-    assert any('class="reason pending"' in html for html in cards), "no ranked-only update"
-    final = job.outputs()[-1]
-    assert 'class="reason pending"' not in final[2]
+    outputs = job.outputs()
+    cards = [out[2] for out in outputs if isinstance(out[2], str) and 'class="card' in out[2]]
+    assert cards and all('class="reason pending"' not in html for html in cards)
+    final = outputs[-1]
     assert final[2].count('class="card') == 5 and 'class="timing"' in final[2]
     assert 'data-filter="for kids"' in final[3]
-    assert bot_text(final[1]).startswith("Here are 5 picks")
+    texts = [bot_text(out[1]) for out in outputs if out[1]]
+    growing = [t for t in texts if t and "Looking through" not in t]
+    assert len(set(growing)) >= 3, "the reply did not stream"
+    assert "1. **" in bot_text(final[1])  # the picks follow the reply
+
+
+def test_a_question_keeps_the_cards_and_chips(fast):
+    client, _ = fast
+    first = client.predict(KIDS, "question-turn", api_name="/recommend")
+    answer = client.predict("how long is the second one?", "question-turn", api_name="/recommend")
+    assert answer["act"] == "item_question" and answer["recommendations"] == []
+    assert answer["answer"]["item_id"] == first["recommendations"][1]["item_id"]
+    assert answer["filters"] == first["filters"]
 
 
 def test_reasons_off_serves_template_reasons_at_once(fast, demo_catalog):

@@ -69,6 +69,21 @@ def ask(page, text: str) -> tuple[int, list[str]]:
     return int(page.evaluate(shown)), ids
 
 
+def ask_question(page, text: str, expected: str) -> None:
+    """Send a question; wait until the chat shows `expected` (the answer) and the page is idle."""
+    page.fill("#message textarea", text)
+    page.press("#message textarea", "Enter")
+    page.wait_for_function(
+        "(want) => document.querySelector('#chatbot').innerText.includes(want)",
+        arg=expected,
+        timeout=TURN_TIMEOUT_MS,
+    )
+    page.wait_for_function(
+        "!document.querySelector('#chatbot .generating, #chatbot .pending')",
+        timeout=TURN_TIMEOUT_MS,
+    )
+
+
 def card(item_id: str) -> str:
     return f'#cards .card[data-item-id="{item_id}"]'
 
@@ -94,6 +109,14 @@ def test_chat_vote_and_filters_in_a_browser(page, page_url, demo_catalog, tmp_pa
     page.wait_for_selector(f"{card(first[1])}.voted-up")
     page.click(f'{card(first[0])} button[data-signal="down"]')
     page.wait_for_selector(f"{card(first[0])}.voted-down")
+
+    # A question about a card is answered from its record; the cards and chips stay.
+    second_title = demo_catalog[first[1]]["title"]
+    runtime = demo_catalog[first[1]]["runtime_min"]
+    ask_question(page, "how long is the second one?", f"{runtime} minutes")
+    assert second_title in page.inner_text("#chatbot").split("how long is the second one?")[-1]
+    assert page.eval_on_selector_all("#cards .card", "cs => cs.map(c => c.dataset.itemId)") == first
+    assert chips(page) == ["from 2001", "less violent"]
 
     page.evaluate("document.fonts.ready")
     shot = tmp_path / "screenshot.png"

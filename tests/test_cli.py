@@ -52,10 +52,14 @@ def test_index_then_ask_two_turns(tmp_path, capsys):
     # Night Drive was mentioned and Toy Box is animation: only Space Farm is left.
     assert [r["item_id"] for r in first["recommendations"]] == ["3"]
     assert set(first["timings_ms"]) >= {"total", "rerank", "retrieval"}
+    assert first["act"] == "request"
     assert main(["ask", "anything else?", *args]) == 0
     second = json.loads(capsys.readouterr().out)
     assert second["recommendations"] == []
     assert json.loads(session.read_text())["constraints"]["exclude_genres"] == ["animation"]
+    assert main(["ask", "what year did Space Farm come out?", "--session", str(session)]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == ["Space Farm came out in 2015."] or (len(out) == 1 and "2015" in out[0])
 
 
 def test_reindex_upserts_and_deletes(tmp_path, capsys):

@@ -89,6 +89,25 @@ def test_generate_with_allowed_tokens_only_emits_allowed_ids(llm):
     assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
 
 
+@pytest.mark.parametrize("constrained", [False, True])
+def test_streamed_tokens_equal_batched_generation(llm, constrained):
+    prompt = llm.chat_prompt("Suggest a film for a rainy evening, in one sentence.")
+    allowed = llm.vocabulary_of(["a quiet, funny film about a long night drive."])
+    allowed = allowed if constrained else None
+    streamed = list(llm.stream_ids(prompt, 24, allowed=allowed))
+    batched = llm.generate_ids(
+        [prompt], 24, allowed_tokens=[allowed] if allowed is not None else None
+    )[0]
+    assert streamed == batched and streamed
+    if allowed is not None:
+        assert set(streamed) <= allowed
+    text = "".join(llm.stream_text(prompt, 24, allowed=allowed))
+    assert (
+        text.strip()
+        == llm.generate([prompt], 24, allowed_tokens=None if allowed is None else [allowed])[0]
+    )
+
+
 def test_generation_stops_at_the_stop_string(llm):
     prompt = llm.chat_prompt("Name three colours, separated by commas.")
     (ids,) = llm.generate_ids([prompt], 24, stop=",")

@@ -41,13 +41,14 @@ def test_multi_turn_respects_filters_rejections_and_history(recommender, demo_st
     assert state.constraints.labels() == ["no horror", "from 2001", "less violent"]
 
 
-def test_stream_shows_cards_before_reasons(recommender):
+def test_stream_shows_cards_with_reasons_then_the_reply(recommender):
     updates = list(recommender.stream(DialogueState("t2"), "a funny animated movie for kids"))
-    assert [u.stage for u in updates] == ["ranked", "done"]
-    assert all(not r.reason for r in updates[0].recommendations)
-    assert all(r.reason for r in updates[1].recommendations)
+    stages = [u.stage for u in updates]
+    assert stages[0] == "ranked" and stages[-1] == "done" and set(stages[1:-1]) <= {"reply"}
+    assert all(r.reason for r in updates[0].recommendations)  # card reasons cost no model time
+    assert updates[0].reply == "" and updates[-1].reply
     assert [r.item_id for r in updates[0].recommendations] == [
-        r.item_id for r in updates[1].recommendations
+        r.item_id for r in updates[-1].recommendations
     ]
 
 
@@ -60,7 +61,7 @@ def test_impossible_filters_explain_themselves(recommender):
 
 def test_cold_start_message_without_preferences(recommender):
     result = recommender.recommend(DialogueState("t4"), "hi, any suggestions?")
-    assert len(result.recommendations) == 5
+    assert result.act == "request" and len(result.recommendations) == 5
 
 
 @pytest.mark.parametrize("message", ["", "   ", "x" * 5000, 42])
@@ -71,7 +72,7 @@ def test_bad_messages_are_clear_errors(recommender, message):
 
 def test_json_shape(recommender):
     data = recommender.recommend(DialogueState("t6"), "a tense heist movie").to_dict()
-    assert set(data) == {"reply", "recommendations", "timings_ms", "filters"}
+    assert set(data) == {"reply", "recommendations", "timings_ms", "filters", "act"}
     assert set(data["recommendations"][0]) == {"item_id", "title", "reason", "score"}
     json.dumps(data)
 

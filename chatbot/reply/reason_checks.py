@@ -63,13 +63,19 @@ def unsupported_claims(reason: str, item: Item, user_text: str) -> list[str]:
     support_raw = " ".join([item.title, item.text, item.facts_text(max_list=50), user_text])
     support = _norm(support_raw)
     support_words = set(support.split())
+    padded = f" {support} "
     claims: list[str] = []
+    # A claim is normalised as the support is: "1,600" and "sci-fi" are phrases of it.
     for num in _NUMBER.findall(reason):
-        if _norm(num) not in support_words:
+        if f" {_norm(num)} " not in padded:
             claims.append(num)
     for word in _WORD.findall(reason):
         w = word.lower()
-        if w in GENRE_WORDS and w not in support_words and not _genre_supported(w, support_words):
+        if (
+            w in GENRE_WORDS
+            and f" {_norm(w)} " not in padded
+            and not _genre_supported(w, support_words)
+        ):
             claims.append(word)
     title_norm = _norm(item.title)
     for name in _NAME.findall(reason):

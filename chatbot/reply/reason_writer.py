@@ -1,4 +1,5 @@
-"""The reasons of a turn's shown cards: LLM-written and checked, or a template naming a true link.
+"""The reasons of a turn's shown cards: extractive card reasons (the item's own description,
+facts and true link, `chatbot.reply.card_reasons`), or the plain template naming a true link.
 
 A link is the item's strongest true connection (shared director/star, co-recommendation,
 genres) to what the user liked or mentioned (`chatbot.reply.credit_links`).
@@ -9,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from chatbot.reply.card_reasons import card_reasons
 from chatbot.reply.credit_links import Link, find_link, seed_order
-from chatbot.reply.reasons import Reason, generate_reasons, template_reasons
+from chatbot.reply.reasons import template_reasons
 from chatbot.reply.turn_result import Recommendation
 from chatbot.timing import StageClock
 from chatbot.understanding.state import DialogueState
@@ -39,19 +41,12 @@ def write_reasons(
     counters: dict[str, int],
     clock: StageClock,
 ) -> None:
-    """Fill `recs[i].reason` for `items[i]`: LLM-written and checked when `settings.reasons`
-    is on, else (or when a check fails) a template naming the item's true link to the user."""
+    """Fill `recs[i].reason` for `items[i]`: card reasons when `settings.reasons` is on (no
+    model time: the reply carries the conversation), else the facts-and-link template."""
     directory = settings.prompts.dir
-    out: list[Reason]
+    out: Sequence[Any]
     if settings.reasons:
-        out = generate_reasons(
-            llm,
-            items,
-            user_words,
-            max_new_tokens=settings.llm.max_reason_tokens,
-            directory=directory,
-            links=links,
-        )
+        out = card_reasons(items, user_words, links, directory=directory)
     else:
         out = template_reasons(items, user_words, directory=directory, links=links)
     for rec, reason in zip(recs, out, strict=True):

@@ -34,16 +34,22 @@ class TurnResult:
     recommendations: list[Recommendation]
     timings_ms: dict[str, float] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
-    stage: str = "done"  # "ranked" (reasons pending) or "done"
+    stage: str = "done"  # "ranked" (cards shown), "reply" (the reply streaming) or "done"
     filters: list[str] = field(default_factory=list)
+    act: str = ""  # the user message's dialogue act (chatbot.understanding.acts.ACTS)
+    answer: dict[str, Any] | None = None  # the record facts that answered an item question
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "reply": self.reply,
             "recommendations": [r.to_dict() for r in self.recommendations],
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "filters": list(self.filters),  # the session's active filters, as the UI shows them
+            "act": self.act,
         }
+        if self.answer is not None:
+            out["answer"] = self.answer
+        return out
 
 
 def card(c: Candidate, rank: int) -> Recommendation:
@@ -56,11 +62,6 @@ def card(c: Candidate, rank: int) -> Recommendation:
         score=1.0 / (rank + 1),
         facts=facts,
     )
-
-
-def ranked_reply(filters: list[str], n: int) -> str:
-    scope = f" ({', '.join(filters)})" if filters else ""
-    return f"Here are {n} picks for you{scope}."
 
 
 def no_match_reply(filters: list[str]) -> str:

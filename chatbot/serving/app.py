@@ -4,8 +4,9 @@
 
 API (call it with `gradio_client.Client`):
     /recommend(message, session_id) -> {"reply", "recommendations": [{item_id, title, reason,
-                                        score}], "timings_ms", "filters"}
-    /chat(message, history)         -> the page's own streaming turn (session: one per tab)
+                                        score}], "timings_ms", "filters", "act"[, "answer"]}
+    /chat(message, history)         -> the page's own streaming turn: cards, then the reply
+                                       token by token (session: one per tab)
     /feedback(session_id, item_id, signal 'up'|'down') -> {"ok": true, "id": feedback row id}
     /reset(session_id)              -> {"ok": true}
 
@@ -40,6 +41,7 @@ from chatbot.serving.ui_cards import (
     render_filters,
 )
 from chatbot.turn import Recommender
+from chatbot.understanding.acts import NO_PICKS
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,13 @@ def _md(text: str) -> str:
 
 
 def _chat_reply(update: TurnResult) -> str:
-    lines = [update.reply]
+    """The bot's chat message: the reply (growing while it streams), then the picks."""
+    lines = [_md(update.reply)] if update.reply else []
     for i, r in enumerate(update.recommendations, 1):
         year = r.facts.get("year")
-        lines.append(f"{i}. **{_md(r.title)}**" + (f" ({year})" if year else ""))
-    return "\n".join(lines)
+        dated = year and f"({year})" not in r.title  # ReDial titles carry their year
+        lines.append(f"{i}. **{_md(r.title)}**" + (f" ({year})" if dated else ""))
+    return "\n".join(lines) or "…"
 
 
 def _user_error(exc: Exception) -> str:
@@ -142,6 +146,13 @@ def build_app(
             turn = service.view(session_id)["turn"] + 1
             for update in service.stream(session_id, message):
                 history[-1] = {"role": "assistant", "content": _chat_reply(update)}
+                if update.stage == "reply" or (
+                    not update.recommendations and update.act in NO_PICKS
+                ):
+                    # The reply growing (the cards are already up), or an answer / a greeting
+                    # (the previous cards and filter chips stay): only the chat changes.
+                    yield "", history, gr.skip(), gr.skip(), session_id
+                    continue
                 view = {
                     "recs": _card_data(update.recommendations),
                     "timings_ms": update.timings_ms if update.stage == "done" else None,

@@ -140,7 +140,7 @@ def render_cards(
 ) -> str:
     """The card grid of one turn; `votes` maps item id → 'up' | 'down' for given feedback.
 
-    `data-turn` / `data-stage` ('ranked' while reasons are pending, then 'done') let a test
+    `data-turn` / `data-stage` ('ranked' while the reply is written, then 'done') let a test
     wait for a particular turn's cards.
     """
     if not recs:

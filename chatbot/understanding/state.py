@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from chatbot.understanding.constraints import (
@@ -13,6 +13,7 @@ from chatbot.understanding.constraints import (
     update_constraints,
 )
 from chatbot.understanding.mentions import MentionFinder
+from chatbot.understanding.topic import ShiftPlan, apply_topic_shift
 from retrieval.types import Query
 
 # "something else", "seen those", "not these": reject everything shown last turn.
@@ -33,13 +34,30 @@ class DialogueState:
     last_shown: list[str] = field(default_factory=list)
     constraints: Constraints = field(default_factory=Constraints)
     titles: dict[str, str] = field(default_factory=dict)  # item_id -> title, for display
+    # The conversation around the picks (issue #16): the item the last answer was about, where
+    # the current topic starts in `history`, seeds a topic shift retired (still excluded from
+    # candidates, no longer seeding them) and the last user message's dialogue act.
+    focus: str | None = None
+    topic_start: int = 0
+    retired: list[str] = field(default_factory=list)
+    last_act: str = ""
+    reasons: dict[str, str] = field(default_factory=dict)  # item_id -> its card's reason
 
     # -- updates -------------------------------------------------------------------------
     def add_user(
-        self, text: str, index: MentionFinder, schema: CatalogSchema, max_history: int = 40
+        self,
+        text: str,
+        index: MentionFinder,
+        schema: CatalogSchema,
+        max_history: int = 40,
+        *,
+        understand: bool = True,
     ) -> None:
-        self.history.append(("user", text))
-        del self.history[:-max_history]
+        """Record a user message; `understand=False` (a question, a greeting) keeps only the
+        words: no title or sentiment, and no constraint, is read from it."""
+        self._append("user", text, max_history)
+        if not understand:
+            return
         if REJECT_SHOWN.search(text.lower()):
             for item_id in self.last_shown:
                 _add(self.rejected, item_id)
@@ -62,8 +80,7 @@ class DialogueState:
         max_history: int = 40,
     ) -> None:
         """Record a bot utterance; titles in it (or `shown`) count as already recommended."""
-        self.history.append(("assistant", text))
-        del self.history[:-max_history]
+        self._append("assistant", text, max_history)
         ids = list(shown or [])
         if index is not None:
             for m in index.find(text):
@@ -75,6 +92,19 @@ class DialogueState:
         if ids:
             self.last_shown = list(dict.fromkeys(ids))
 
+    def _append(self, role: str, text: str, max_history: int) -> None:
+        self.history.append((role, text))
+        over = len(self.history) - max_history
+        if over > 0:
+            del self.history[:over]
+            self.topic_start = max(0, self.topic_start - over)
+
+    def shift_topic(self, plan: ShiftPlan) -> None:
+        """A topic shift (`chatbot.understanding.topic`): the old seeds and soft wishes stop
+        driving candidates and reasons; explicit constraints stay unless contradicted."""
+        apply_topic_shift(self, plan)
+        self.focus = None
+
     def feedback(self, item_id: str, positive: bool) -> None:
         if positive:
             _add(self.liked, item_id)
@@ -85,12 +115,14 @@ class DialogueState:
 
     # -- queries -------------------------------------------------------------------------
     def user_words(self, last: int = 3) -> str:
-        return " ".join([t for r, t in self.history if r == "user"][-last:])
+        """The user's last `last` messages of the current topic."""
+        topic = self.history[self.topic_start :]
+        return " ".join([t for r, t in topic if r == "user"][-last:])
 
     def to_query(self, schema: CatalogSchema, *, exclude_mentioned: bool = True) -> Query:
         liked_titles = [self.titles.get(i, "") for i in self.liked[-5:]]
         text = " ".join([self.user_words(), *liked_titles]).strip()
-        exclude = set(self.rejected) | set(self.shown)
+        exclude = set(self.rejected) | set(self.shown) | set(self.retired)
         mentioned: tuple[str, ...] = ()
         if exclude_mentioned:
             exclude |= set(self.mentioned)
@@ -119,6 +151,11 @@ class DialogueState:
             "last_shown": self.last_shown,
             "constraints": self.constraints.to_dict(),
             "titles": self.titles,
+            "focus": self.focus,
+            "topic_start": self.topic_start,
+            "retired": self.retired,
+            "last_act": self.last_act,
+            "reasons": self.reasons,
         }
 
     @classmethod
@@ -126,7 +163,8 @@ class DialogueState:
         data = dict(data)
         data["history"] = [tuple(h) for h in data.get("history", [])]
         data["constraints"] = Constraints.from_dict(data.get("constraints", {}))
-        return cls(**data)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})  # older files lack the new
 
 
 def _add(seq: list[str], value: str) -> None:

@@ -1,0 +1,190 @@
+"""Reply writer, untuned against tuned, on held-out ReDial dialogues, in one run.
+
+    PYTHONPATH=$PWD python benchmarks/reply_finetune.py \\
+        --dialogues ../shared/data/redial/valid_data_processed.jsonl \\
+        --catalog ../shared/data/redial/id2info.json --adapter /work/scratch/reply-adapter \\
+        --limit 48 --ppl-limit 200 --out runs/reply_finetune.json
+
+Turns come from the test split (by dialogue, `split_of`), as reply examples
+(`finetune.reply_examples.usable_reply`: the served prompt; responses serving could not write,
+naming a title that is neither a pick nor the user's, or over the token budget, are left out).
+`--limit` turns (whole dialogues, seeded) get a model reply from each model, written by the
+served `ReplyWriter` (constrained decoding + checks); `--ppl-limit` turns score perplexity.
+
+- perplexity: of the real response tokens given the served prompt (lower is better);
+- BLEU-2: sacrebleu `BLEU(max_ngram_order=2)` of the model's replies against the real ones;
+- Distinct-2: distinct word bigrams over all bigrams of the model's replies;
+- grounded titles: catalog titles named in the model's replies that the turn allows (picks,
+  the user's titles), over all titles they name; ungrounded titles served must be 0;
+- survive checks: model replies served as written (the rest fall back to the template).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from chatbot.config import LLMSettings, Settings
+from chatbot.reply.reply_checks import named_titles
+from chatbot.reply.reply_prompt import ReplyInput, reply_prompt
+from chatbot.reply.writer import ReplyWriter
+from chatbot.understanding.mentions import MentionFinder
+from dialogues.importers import load_rec_turns
+from dialogues.split import split_turns
+from evaluation.protocol import sample_by_dialogue
+from finetune.examples import Catalog
+from finetune.reply_examples import ReplyExampleStats, usable_reply
+from inference.llm import load_llm
+from retrieval.catalog import load_catalog
+
+
+def perplexity(llm: Any, pairs: list[tuple[str, str]], batch: int = 8) -> float:
+    """exp(mean NLL) of each completion's tokens (end-of-turn excluded) after its prompt."""
+    import torch
+
+    tok = llm.tokenizer
+    nll, count = 0.0, 0
+    for start in range(0, len(pairs), batch):
+        rows, spans = [], []
+        for prompt, completion in pairs[start : start + batch]:
+            p = tok(prompt, add_special_tokens=False)["input_ids"]
+            c = tok(completion, add_special_tokens=False)["input_ids"]
+            rows.append(p + c)
+            spans.append((len(p), len(p) + len(c)))
+        width = max(map(len, rows))
+        pad = tok.pad_token_id or 0
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=llm.device)
+        mask = torch.tensor(
+            [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=llm.device
+        )
+        with llm.lock, torch.inference_mode():
+            logits = llm.model(input_ids=ids, attention_mask=mask).logits.float()
+        logp = torch.log_softmax(logits, dim=-1)
+        for b, (lo, hi) in enumerate(spans):
+            targets = ids[b, lo:hi]
+            picked = logp[b, lo - 1 : hi - 1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+            nll -= picked.sum().item()
+            count += hi - lo
+    return math.exp(nll / max(count, 1))
+
+
+def distinct_2(texts: list[str]) -> float:
+    grams = [
+        tuple(ws[i : i + 2])
+        for t in texts
+        for ws in [t.lower().split()]
+        for i in range(len(ws) - 1)
+    ]
+    return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def evaluate(
+    llm: Any, index: MentionFinder, gen: list[tuple[ReplyInput, str]], ppl: list[tuple[str, str]],
+    batch: int,
+) -> dict[str, Any]:  # fmt: skip
+    from sacrebleu.metrics import BLEU
+
+    writer = ReplyWriter(llm, index)
+    started = time.perf_counter()
+    replies = []
+    for start in range(0, len(gen), batch):
+        replies += writer.write_many([inp for inp, _ in gen[start : start + batch]])
+    gen_s = time.perf_counter() - started
+    model_texts = [r.model_text.strip() or "" for r in replies]
+    refs = [resp for _, resp in gen]
+    named = grounded = served_ungrounded = 0
+    for (inp, _), r in zip(gen, replies, strict=True):
+        allowed = {t.lower() for t in inp.allowed_titles}
+        titles = named_titles(r.model_text, index)
+        named += len(titles)
+        grounded += sum(t.lower() in allowed for t in titles)
+        served_ungrounded += sum(t.lower() not in allowed for t in named_titles(r.text, index))
+    problems: dict[str, int] = {}
+    for r in replies:
+        for p in r.problems:
+            key = p if p.startswith("<") else "<unsupported fact>"
+            problems[key] = problems.get(key, 0) + 1
+    return {
+        "perplexity": perplexity(llm, ppl),
+        "bleu2": BLEU(max_ngram_order=2).corpus_score(model_texts, [refs]).score,
+        "distinct2": distinct_2(model_texts),
+        "grounded_title_rate": grounded / named if named else None,
+        "titles_named": named,
+        "served_ungrounded_titles": served_ungrounded,
+        "survive_checks": sum(not r.fallback for r in replies) / len(replies) if replies else None,
+        "problems": problems,
+        "generate_s_per_reply": gen_s / max(len(replies), 1),
+        "samples": [
+            {"reference": ref, "model": r.model_text, "served": r.text, "fallback": r.fallback}
+            for ref, r in list(zip(refs, replies, strict=True))[:12]
+        ],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--dialogues", type=Path, required=True)
+    p.add_argument("--format", default="redial")
+    p.add_argument("--catalog", type=Path, required=True)
+    p.add_argument("--catalog-format", default="redial")
+    p.add_argument("--adapter", type=Path, required=True, help="the tuned reply adapter")
+    p.add_argument("--limit", type=int, default=48, help="test turns given model replies")
+    p.add_argument("--ppl-limit", type=int, default=200, help="test turns scored for perplexity")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args()
+
+    settings = Settings()
+    items = load_catalog(args.catalog, args.catalog_format).items
+    catalog, index = Catalog(items), MentionFinder.of(items)
+    turns, _ = load_rec_turns(args.dialogues, args.format)
+    test = split_turns(turns, "test")
+    stats = ReplyExampleStats(turns=len(test))
+    keyed = [(t, u) for t in test if (u := usable_reply(t, catalog, index, stats)) is not None]
+    gen_keys = {
+        (t.dialog_id, t.turn_id)
+        for t in sample_by_dialogue([t for t, _ in keyed], args.limit, args.seed)
+    }
+    ppl_keys = {
+        (t.dialog_id, t.turn_id)
+        for t in sample_by_dialogue([t for t, _ in keyed], args.ppl_limit, args.seed)
+    }
+    gen = [u for t, u in keyed if (t.dialog_id, t.turn_id) in gen_keys]
+    results: dict[str, Any] = {}
+    for name, adapter in (("untuned", None), ("tuned", args.adapter)):
+        llm = load_llm(LLMSettings(adapter=adapter), settings.model_cache)
+        ppl = [(reply_prompt(llm, inp), resp) for t, (inp, resp) in keyed
+               if (t.dialog_id, t.turn_id) in ppl_keys]  # fmt: skip
+        results[name] = evaluate(llm, index, gen, ppl, args.batch)
+        del llm
+    record = {
+        "split": "test",
+        "test_turns": len(test),
+        "usable_turns": len(keyed),
+        "skipped": stats.to_dict(),
+        "n_generated": len(gen),
+        "n_perplexity": len(ppl_keys),
+        "adapter": str(args.adapter),
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2), encoding="utf-8")
+    print(f"Held-out ReDial test dialogues: {len(gen)} turns generated, {len(ppl_keys)} scored.\n")
+    print("| model | perplexity ↓ | BLEU-2 | Distinct-2 | grounded titles | survive checks |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        g = r["grounded_title_rate"]
+        print(
+            f"| {name} | {r['perplexity']:.1f} | {r['bleu2']:.1f} | {r['distinct2']:.2f} | "
+            f"{'n/a' if g is None else f'{g:.0%}'} ({r['titles_named']}) | "
+            f"{r['survive_checks']:.0%} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
