@@ -1,0 +1,150 @@
+"""The labelled dialogue-act set: keys and labels in the repo, utterance text from ReDial.
+
+`evaluation/data/dialogue_acts.jsonl` holds one labelled ReDial seeker utterance per line:
+`{"dialog_id", "utterance", "sample", "act", "slot"}`. `utterance` indexes the `context` list of
+that dialogue's lines in `valid_data_processed.jsonl` as stored (seeker at even positions; a
+dialogue opened by the recommender has an empty first entry). `sample` is "natural" (drawn at
+random) or "enriched" (drawn among utterances with cues of rare acts). The text itself stays
+in ../shared and is joined here at benchmark time, never copied into the repo.
+
+The split is the dialogue's `split_of` (70/15/15): rules and exemplars are developed on train,
+chosen on dev, and reported once on test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from chatbot.understanding.acts import Lexicon, TurnContext, normalize
+from retrieval.dialogues import split_of
+from retrieval.errors import RetrievalError
+
+_TITLE_WITH_YEAR = re.compile(r"[^.!?,]*?\((?:19|20)\d\d\)")  # ReDial writes "Title (2014)"
+
+
+def labels_path() -> Path:
+    return Path(__file__).parent / "data" / "dialogue_acts.jsonl"
+
+
+@dataclass(frozen=True)
+class LabelledUtterance:
+    dialog_id: str
+    utterance: int
+    split: str
+    sample: str
+    act: str
+    slot: str | None
+    text: str
+    context: tuple[str, ...]  # the dialogue's utterances before this one, seeker first
+
+    @property
+    def items_before(self) -> bool:
+        """Whether any movie (ReDial marks them "Title (year)") came up before this turn."""
+        return any(_TITLE_WITH_YEAR.search(u) for u in self.context)
+
+    @property
+    def previous(self) -> str:
+        """The recommender's utterance this one answers ("" at the start)."""
+        return self.context[-1] if self.context else ""
+
+
+def load_labelled(
+    redial_path: str | Path, path: str | Path | None = None
+) -> list[LabelledUtterance]:
+    """The labelled utterances joined with their text from ReDial's `valid_data_processed.jsonl`."""
+    redial = Path(redial_path)
+    if not redial.is_file():
+        raise RetrievalError(f"ReDial file {redial} not found: pass valid_data_processed.jsonl")
+    longest: dict[str, list[str]] = {}
+    with redial.open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            obj = json.loads(line)
+            context = obj.get("context") or []
+            key = str(obj.get("dialog_id"))
+            if len(context) > len(longest.get(key, [])):
+                longest[key] = list(context)
+    out = []
+    with Path(path or labels_path()).open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            context = longest.get(row["dialog_id"])
+            i = row["utterance"]
+            if context is None or i >= len(context) or i % 2:
+                raise RetrievalError(
+                    f"labelled utterance {row['dialog_id']}:{i} is not a seeker turn of "
+                    f"{redial}: pass the ReDial file the labels were made from"
+                )
+            out.append(
+                LabelledUtterance(
+                    dialog_id=row["dialog_id"],
+                    utterance=i,
+                    split=split_of(row["dialog_id"]),
+                    sample=row.get("sample", "natural"),
+                    act=row["act"],
+                    slot=row.get("slot"),
+                    text=context[i],
+                    context=tuple(context[:i]),
+                )
+            )
+    return out
+
+
+def redial_titles(text: str) -> list[str]:
+    """Movie titles in a ReDial utterance, which writes each as "Title (year)"."""
+    return [_norm_title(m.group(0)) for m in _TITLE_WITH_YEAR.finditer(text)]
+
+
+def _norm_title(span: str) -> str:
+    return " ".join(span.lower().split()[-2:])  # the last word and the year: enough to match
+
+
+def turn_context(u: LabelledUtterance, lex: Lexicon) -> TurnContext:
+    """The classifier's context of a labelled utterance, as serving builds it from the state:
+    the topic's genres are those the seeker named before (ReDial has no constraint state)."""
+    before = {t for c in u.context for t in redial_titles(c)}
+    here = set(redial_titles(u.text))
+    seeker = [normalize(c) for c in u.context[0::2]]
+    return TurnContext(
+        has_items=u.items_before,
+        new_titles=len(here - before),
+        titles=len(here),
+        topic_genres=frozenset().union(*(lex.genres_in(c) for c in seeker)),
+    )
+
+
+@dataclass(frozen=True)
+class SyntheticUtterance:
+    """A hand-written product-style message with the context its act implies."""
+
+    text: str
+    act: str
+    slot: str | None
+    context: TurnContext
+
+
+def synthetic_path() -> Path:
+    return Path(__file__).parent / "data" / "dialogue_acts_synthetic.jsonl"
+
+
+def load_synthetic(path: str | Path | None = None) -> list[SyntheticUtterance]:
+    out = []
+    with Path(path or synthetic_path()).open(encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            ctx = TurnContext(
+                has_items=bool(row.get("has_items")),
+                new_titles=int(row.get("titles", 0)) if row.get("has_items") else 0,
+                titles=int(row.get("titles", 0)),
+                topic_genres=frozenset(row.get("topic_genres", ())),
+            )
+            out.append(SyntheticUtterance(row["text"], row["act"], row.get("slot"), ctx))
+    return out
