@@ -4,6 +4,7 @@
         --redial ../shared/data/redial/valid_data_processed.jsonl --out runs/dialogue_acts.json
     python benchmarks/dialogue_acts.py --redial ... --method mix   # rules + nearest exemplars
     python benchmarks/dialogue_acts.py --redial ... --method llm --splits dev   # LLM label scores
+    python benchmarks/dialogue_acts.py --redial ... --splits dev,test1,test2    # per label round
 
 Labels: evaluation/data/dialogue_acts.jsonl (keys + acts; the text is joined from --redial).
 Splits by dialogue (`split_of`): rules and exemplars were written on train, chosen on dev;
@@ -99,9 +100,13 @@ def evaluate(rows, lex, classify) -> dict:
             slot_ok += act.slot == u.slot
     n = len(rows)
     correct = sum(confusion[a][a] for a in confusion)
+    # Diagnostic only: refine and feedback lead to the same system step (update the state,
+    # recommend again), and most errors sit on their border.
+    merged = correct + confusion["refine"]["feedback"] + confusion["feedback"]["refine"]
     return {
         "n": n,
         "accuracy": round(correct / n, 3) if n else None,
+        "accuracy_refine_feedback_merged": round(merged / n, 3) if n else None,
         "recall": {a: round(c[a] / sum(c.values()), 3) for a, c in sorted(confusion.items())},
         "support": {a: sum(c.values()) for a, c in sorted(confusion.items())},
         "slot_accuracy": round(slot_ok / slot_n, 3) if slot_n else None,
@@ -134,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
     ap.add_argument("--labels", type=Path, default=None, help="default: the bundled label file")
     ap.add_argument("--method", default="rules", help="rules | emb | mix | llm")
-    ap.add_argument("--splits", default="dev,test", help="comma-separated: train,dev,test")
+    ap.add_argument(
+        "--splits",
+        default="dev,test",
+        help="comma-separated: train, dev, test (both rounds), test1, test2 (one round)",
+    )
     ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
     args = ap.parse_args(argv)
 
@@ -142,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     lex, classify = build(args.method)
     report: dict = {"method": args.method, "splits": {}}
     for split in args.splits.split(","):
-        part = [u for u in rows if u.split == split]
+        part = [u for u in rows if u.split == split.rstrip("12")]
+        if split[-1] in "12":
+            part = [u for u in part if u.round == int(split[-1])]
         result = evaluate(part, lex, classify)
         result["natural"] = evaluate([u for u in part if u.sample == "natural"], lex, classify)[
             "accuracy"
@@ -150,8 +161,10 @@ def main(argv: list[str] | None = None) -> int:
         report["splits"][split] = result
         print(
             f"{split}: accuracy {result['accuracy']} (n={result['n']}; natural sample "
-            f"{result['natural']}), slot accuracy {result['slot_accuracy']} (n={result['slot_n']})"
+            f"{result['natural']}; refine=feedback {result['accuracy_refine_feedback_merged']}), "
+            f"slot accuracy {result['slot_accuracy']} (n={result['slot_n']})"
         )
+        print(f"  latency p50 ms per act: {result['latency_ms_p50']}")
         for act in ACTS:
             if act in result["confusion"]:
                 row = ", ".join(f"{k} {v}" for k, v in result["confusion"][act].items())

@@ -1,14 +1,26 @@
 """The labelled dialogue-act set: keys and labels in the repo, utterance text from ReDial.
 
 `evaluation/data/dialogue_acts.jsonl` holds one labelled ReDial seeker utterance per line:
-`{"dialog_id", "utterance", "sample", "act", "slot"}`. `utterance` indexes the `context` list of
+`{"dialog_id", "utterance", "round", "sample", "act", "slot"}`. `utterance` indexes the `context` list of
 that dialogue's lines in `valid_data_processed.jsonl` as stored (seeker at even positions; a
 dialogue opened by the recommender has an empty first entry). `sample` is "natural" (drawn at
-random) or "enriched" (drawn among utterances with cues of rare acts). The text itself stays
+random) or "enriched" (drawn among utterances with cues of rare acts). `round` 1 was labelled
+first; round 2 (a fresh natural sample, test part included) was labelled blind after round 1's
+test part had been used once, with the feedback/refine line drawn sharper (see below), so round
+2's test part is the held-out figure of the current rules. The text itself stays
 in ../shared and is joined here at benchmark time, never copied into the repo.
 
 The split is the dialogue's `split_of` (70/15/15): rules and exemplars are developed on train,
 chosen on dev, and reported once on test.
+
+Labelling guide, first rule that applies: item_question (asks a fact or opinion of an item:
+"what is it about?", "is it good?", slot = the fact asked, "other" for quality and the rest);
+why_question; thanks_bye (closes: thanks for the help, bye; asks nothing new); topic_shift (asks
+for a different kind or audience than the current ask, or resets); request (the first ask: no
+item in play yet, tastes included); refine (an ask under way: more, another, newer, or a taste
+stated on its own: a genre, an actor, a liked title); feedback (words on items in play: seen,
+not seen, loved, sounds good, will watch, talk about them, also when a liked title is added in
+the same breath); greeting (hi, how are you, small talk not about items).
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ class LabelledUtterance:
     utterance: int
     split: str
     sample: str
+    round: int
     act: str
     slot: str | None
     text: str
@@ -87,6 +100,7 @@ def load_labelled(
                     utterance=i,
                     split=split_of(row["dialog_id"]),
                     sample=row.get("sample", "natural"),
+                    round=int(row.get("round", 1)),
                     act=row["act"],
                     slot=row.get("slot"),
                     text=context[i],

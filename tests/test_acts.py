@@ -117,7 +117,7 @@ def test_label_file_holds_keys_and_labels_only():
 
     rows = [json.loads(line) for line in labels_path().read_text().splitlines() if line]
     assert len(rows) >= 350
-    assert all(set(r) == {"dialog_id", "utterance", "sample", "act", "slot"} for r in rows)
+    assert all(set(r) == {"dialog_id", "utterance", "round", "sample", "act", "slot"} for r in rows)
     assert {r["act"] for r in rows} <= set(ACTS)
     assert {r["slot"] for r in rows if r["act"] == "item_question"} <= set(SLOTS)
     assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)

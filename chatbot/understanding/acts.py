@@ -58,6 +58,7 @@ CUE_GROUPS: tuple[str, ...] = (
     "not_thanks",
     "greeting",
     "ask",
+    "taste",
     "reaction",
 )
 _LIKE_NEW = re.compile(
@@ -186,8 +187,9 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
         return Act("topic_shift", None, 0.8)
     if hit["thanks_bye"] and not hit["not_thanks"] and not hit["ask"]:
         return Act("thanks_bye", None, 0.9)
+    named_genres = bool(lex.genres_in(t))
     if not ctx.has_items:
-        if hit["ask"] or ctx.titles:
+        if hit["ask"] or hit["taste"] or ctx.titles or named_genres:
             return Act("request", None, 0.9)
         if hit["greeting"]:
             return Act("greeting", None, 0.9)
@@ -196,14 +198,16 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
         if _genre_switch(t, ctx, lex):
             return Act("topic_shift", None, 0.7)
         return Act("refine", None, 0.8)
-    if ctx.new_titles and _LIKE_NEW.search(t) and not hit["reaction"]:
-        return Act("refine", None, 0.6)
     if hit["reaction"]:
+        if hit["taste"] and named_genres:  # "yes, I liked it. I also like sci-fi movies"
+            return Act("refine", None, 0.6)
         return Act("feedback", None, 0.8)
+    if hit["taste"] or (ctx.new_titles and _LIKE_NEW.search(t)):
+        return Act("refine", None, 0.7)
+    if named_genres and len(t.split()) <= 4:  # "Dramatic", "a comedy maybe"
+        return Act("refine", None, 0.6)
     if hit["greeting"]:
         return Act("greeting", None, 0.7)
-    if ctx.new_titles:
-        return Act("refine", None, 0.5)
     return Act("feedback", None, 0.5)
 
 
