@@ -62,14 +62,15 @@ def plan_topic_shift(
 def apply_topic_shift(state: Any, plan: ShiftPlan) -> None:
     """Apply `plan` to a DialogueState (phase B moves this onto the state itself).
 
-    Seeds leave `liked`/`mentioned` for `earlier_liked` (kept, so a later "like the first
-    one I said" can find them, but not used as seeds); shown and rejected stay excluded.
+    Dropped seeds leave `liked`/`mentioned`; a state with a `retired` list keeps them there so
+    they stay excluded from candidates (the user has talked about them) without seeding them.
+    Shown and rejected items are untouched, so they stay excluded too.
     """
     from chatbot.constraints import Constraints
 
-    earlier = getattr(state, "earlier_liked", None)
-    if isinstance(earlier, list):
-        earlier.extend(i for i in state.liked if i not in earlier)
+    retired = getattr(state, "retired", None)
+    if isinstance(retired, list):
+        retired.extend(i for i in plan.drop_seeds if i not in retired)
     state.liked = [i for i in state.liked if i not in plan.drop_seeds]
     state.mentioned = [i for i in state.mentioned if i not in plan.drop_seeds]
     if plan.drop_constraints:
