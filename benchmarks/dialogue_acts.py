@@ -62,8 +62,8 @@ def _llm_classifier(lex):
     from langchain_core.prompts import PromptTemplate
 
     import prompts
-    from chatbot.config import LLMSettings
-    from chatbot.llm import load_llm
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
 
     template = PromptTemplate.from_template(
         (Path(prompts.__file__).parent / "dialogue_act_llm.txt").read_text(encoding="utf-8")

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatbot.understanding.acts import Lexicon, TurnContext, normalize
-from retrieval.dialogues import split_of
+from dialogues.split import split_of
 from retrieval.errors import RetrievalError
 
 _TITLE_WITH_YEAR = re.compile(r"[^.!?,]*?\((?:19|20)\d\d\)")  # ReDial writes "Title (2014)"

@@ -7,10 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from chatbot.constraints import CatalogSchema
 from chatbot.errors import ConfigError
-from chatbot.mentions import TitleIndex
-from chatbot.state import DialogueState
 from chatbot.understanding.acts import (
     ACTS,
     NO_PICKS,
@@ -21,6 +18,9 @@ from chatbot.understanding.acts import (
     context_from_state,
     load_lexicon,
 )
+from chatbot.understanding.constraints import CatalogSchema
+from chatbot.understanding.mentions import MentionFinder
+from chatbot.understanding.state import DialogueState
 from retrieval.catalog import demo_catalog_path, load_catalog
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # ../shared from the repo root
@@ -80,7 +80,7 @@ def test_acts_without_picks_are_the_answering_ones():
 
 def test_context_from_a_real_state():
     items = load_catalog(demo_catalog_path()).items
-    index = TitleIndex(items)
+    index = MentionFinder.of(items)
     schema = CatalogSchema(genres=frozenset(g for i in items for g in i.genres))
     state = DialogueState()
     assert context_from_state(state) == TurnContext()

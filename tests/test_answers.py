@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from chatbot.errors import ConfigError
-from chatbot.factcheck import unsupported_claims
 from chatbot.reply.answers import answer_question, load_answer_templates
+from chatbot.reply.reason_checks import unsupported_claims
 from chatbot.understanding.acts import SLOTS
 from retrieval.catalog import demo_catalog_path, load_catalog
 

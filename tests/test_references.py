@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chatbot.mentions import TitleIndex
+from chatbot.understanding.mentions import MentionFinder
 from chatbot.understanding.references import resolve_references
 from retrieval.catalog import demo_catalog_path, load_catalog
 
@@ -12,7 +12,7 @@ from retrieval.catalog import demo_catalog_path, load_catalog
 @pytest.fixture(scope="module")
 def catalog():
     items = load_catalog(demo_catalog_path()).items
-    return {i.title: i for i in items}, TitleIndex(items)
+    return {i.title: i for i in items}, MentionFinder.of(items)
 
 
 @pytest.fixture(scope="module")

@@ -3,17 +3,17 @@ explicit constraints stay unless contradicted, a reset clears them."""
 
 from __future__ import annotations
 
-from chatbot.constraints import CatalogSchema
-from chatbot.mentions import TitleIndex
-from chatbot.state import DialogueState
 from chatbot.understanding.acts import Act
+from chatbot.understanding.constraints import CatalogSchema
+from chatbot.understanding.mentions import MentionFinder
+from chatbot.understanding.state import DialogueState
 from chatbot.understanding.topic import apply_topic_shift, plan_topic_shift
 from retrieval.catalog import demo_catalog_path, load_catalog
 
 
 def _heat_state() -> DialogueState:
     items = load_catalog(demo_catalog_path()).items
-    index = TitleIndex(items)
+    index = MentionFinder.of(items)
     schema = CatalogSchema(genres=frozenset(g for i in items for g in i.genres))
     state = DialogueState()
     state.add_user("I loved Heat, a crime movie after 2001, less violent", index, schema)

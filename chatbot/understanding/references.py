@@ -85,7 +85,7 @@ def resolve_references(
 
     `shown`: the items shown last turn, in display order (`DialogueState.last_shown`);
     `mentioned`: items talked about, oldest first; `focus`: the item the previous turn was
-    about (an answered question), if any; `index`: the title matcher (`TitleIndex`).
+    about (an answered question), if any; `index`: the title matcher (`MentionFinder`).
     """
     lowered = text.lower()
     refs: list[Reference] = []

@@ -66,7 +66,7 @@ def apply_topic_shift(state: Any, plan: ShiftPlan) -> None:
     they stay excluded from candidates (the user has talked about them) without seeding them.
     Shown and rejected items are untouched, so they stay excluded too.
     """
-    from chatbot.constraints import Constraints
+    from chatbot.understanding.constraints import Constraints
 
     retired = getattr(state, "retired", None)
     if isinstance(retired, list):
