@@ -65,6 +65,12 @@ _LIKE_NEW = re.compile(
     r"\b(i|we) (also |really |do |did |just )*(like|love|liked|loved|enjoy|enjoyed|adore)\b"
     r"|\bfavou?rites?\b|\bfan of\b"
 )
+_OPINION = re.compile(
+    r"\b(?:like|love|liked|loved|enjoy|enjoyed|adore|favou?rites?|faves?|fav|great|good|funny"
+    r"|awesome|amazing|spectacular|excellent|hilarious|best|cute|tolerable|too gross|too silly"
+    r"|didn'?t (?:like|care)|not (?:as )?good)\b"
+)
+_WHAT_ABOUT = re.compile(r"\b(?:what|how) about\b")
 _SPACES = re.compile(r"\s+")
 
 
@@ -199,11 +205,17 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
             return Act("topic_shift", None, 0.7)
         return Act("refine", None, 0.8)
     if hit["reaction"]:
-        if hit["taste"] and named_genres:  # "yes, I liked it. I also like sci-fi movies"
+        # A reaction that also adds to the search (a taste, or a liked or disliked title not
+        # in play) refines the request: "haven't seen it, but I love historical movies".
+        if hit["taste"] or (ctx.new_titles and _OPINION.search(t)):
+            return Act("refine", None, 0.6)
+        if ctx.new_titles and _WHAT_ABOUT.search(t):  # "what about X? I have seen Big"
             return Act("refine", None, 0.6)
         return Act("feedback", None, 0.8)
     if hit["taste"] or (ctx.new_titles and _LIKE_NEW.search(t)):
         return Act("refine", None, 0.7)
+    if ctx.new_titles:  # a title not in play, no reaction to the shown ones: "Or even Big"
+        return Act("refine", None, 0.6)
     if named_genres and len(t.split()) <= 4:  # "Dramatic", "a comedy maybe"
         return Act("refine", None, 0.6)
     if hit["greeting"]:
