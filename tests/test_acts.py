@@ -147,3 +147,29 @@ def test_labels_join_real_redial_seeker_turns():
     fresh = [u for u in test if u.round == 3]  # the held-out round
     assert len(fresh) >= 150
     assert all(u.text.strip() and u.utterance % 2 == 0 for u in rows)
+
+
+def test_learned_head_reads_its_weights_and_keeps_the_interface(tmp_path, embedder):
+    from chatbot.understanding.act_head import load_act_head, rule_features
+
+    lex = load_lexicon()
+    with pytest.raises(ConfigError, match="not found"):
+        load_act_head(embedder, tmp_path / "missing.json")
+    dim = len(embedder.embed_query("hi")) + len(rule_features("hi", FRESH, lex))
+    # Weights that copy the rule's act: the head then answers as the rules do.
+    coef = [[10.0 if j == dim - len(rule_features("hi", FRESH, lex)) + i else 0.0
+             for j in range(dim)] for i in range(len(ACTS))]  # fmt: skip
+    path = tmp_path / "head.json"
+    path.write_text(json.dumps({"acts": list(ACTS), "coef": coef, "intercept": [0.0] * 8}))
+    head = load_act_head(embedder, path)
+    learned, rules = ActClassifier(lex, head=head), ActClassifier(lex)
+    for text, ctx in [("who directed it?", SHOWN), ("hi", FRESH), ("seen it", SHOWN)]:
+        got = learned.classify(text, ctx)
+        assert (got.name, got.slot) == (
+            rules.classify(text, ctx).name,
+            rules.classify(text, ctx).slot,
+        )
+        assert 0 < got.confidence <= 1
+    path.write_text(json.dumps({"acts": ["greeting"], "coef": [[0.0]], "intercept": [0.0]}))
+    with pytest.raises(ConfigError, match="does not cover"):
+        load_act_head(embedder, path)
