@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--splits",
         default="dev,test",
-        help="comma-separated: train, dev, test (all rounds), test1, test2, test3 (one round)",
+        help="comma-separated: train, dev, test (all rounds), test1 .. test4 (one round)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
     args = ap.parse_args(argv)
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     lex, classify = build(args.method)
     report: dict = {"method": args.method, "splits": {}}
     for split in args.splits.split(","):
-        part = [u for u in rows if u.split == split.rstrip("123")]
-        if split[-1] in "123":
+        part = [u for u in rows if u.split == split.rstrip("1234")]
+        if split[-1] in "1234":
             part = [u for u in part if u.round == int(split[-1])]
         result = evaluate(part, lex, classify)
         result["natural"] = evaluate([u for u in part if u.sample == "natural"], lex, classify)[

@@ -7,7 +7,9 @@ dialogue opened by the recommender has an empty first entry). `sample` is "natur
 random) or "enriched" (drawn among utterances with cues of rare acts). Round 1 (407) and round
 2 (230) were labelled first; their test parts were each run once and then developed on, so
 they are spent. Round 3 (160 natural test-split turns never labelled before) was labelled blind
-under the guide below, after the classifier was frozen, and is the held-out figure. All rounds
+under the guide below after the rules were frozen, run once, and then developed on (spent).
+Round 4 (160 more natural test-split turns, never labelled before) was labelled blind after the
+rules were frozen again, and is the held-out figure of the current rules. All rounds
 follow the same guide: when the reaction/taste rule was written, every earlier refine and
 feedback label was re-read under it (42 feedback labels became refine). The text itself stays
 in ../shared and is joined here at benchmark time, never copied into the repo.
