@@ -62,8 +62,8 @@ def _llm_classifier(lex):
     from langchain_core.prompts import PromptTemplate
 
     import prompts
-    from chatbot.config import LLMSettings
     from inference.llm import load_llm
+    from inference.settings import LLMSettings
 
     template = PromptTemplate.from_template(
         (Path(prompts.__file__).parent / "dialogue_act_llm.txt").read_text(encoding="utf-8")
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--splits",
         default="dev,test",
-        help="comma-separated: train, dev, test (both rounds), test1, test2 (one round)",
+        help="comma-separated: train, dev, test (all rounds), test1 .. test4 (one round)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
     args = ap.parse_args(argv)
@@ -151,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     lex, classify = build(args.method)
     report: dict = {"method": args.method, "splits": {}}
     for split in args.splits.split(","):
-        part = [u for u in rows if u.split == split.rstrip("12")]
-        if split[-1] in "12":
+        part = [u for u in rows if u.split == split.rstrip("1234")]
+        if split[-1] in "1234":
             part = [u for u in part if u.round == int(split[-1])]
         result = evaluate(part, lex, classify)
         result["natural"] = evaluate([u for u in part if u.sample == "natural"], lex, classify)[

@@ -54,6 +54,12 @@ def classifier() -> ActClassifier:
         ("seen it", SHOWN, "feedback", None),
         ("too scary", SHOWN, "feedback", None),
         ("I loved that one!", SHOWN, "feedback", None),
+        # A reaction that adds a taste or a liked title not in play refines the request.
+        ("haven't seen it, but I love historical movies", SHOWN, "refine", None),
+        ("seen it. I really like Bruce Willis", SHOWN, "refine", None),
+        ("yes! I also liked About a Boy", SHOWN, "refine", None),
+        ("I loved that one, I also liked it a lot", SHOWN, "feedback", None),
+        ("not a fan of the last one", SHOWN, "feedback", None),
         ("actually something for my kids", SHOWN, "topic_shift", None),
         ("start over", SHOWN, "topic_shift", None),
         # The example: after a Heat request, a family comedy is a new direction.
@@ -67,6 +73,14 @@ def test_rule_path(classifier, text, ctx, act, slot):
     got = classifier.classify(text, ctx)
     assert (got.name, got.slot) == (act, slot)
     assert 0 < got.confidence <= 1
+
+
+def test_a_new_liked_title_refines_and_a_shown_one_is_feedback(classifier):
+    new = TurnContext(has_items=True, new_titles=1, titles=1)
+    shown = TurnContext(has_items=True, new_titles=0, titles=1)
+    assert classifier.classify("Yes, and Next Friday was great", new).name == "refine"
+    assert classifier.classify("Yes, and Next Friday was great", shown).name == "feedback"
+    assert classifier.classify("I have not seen The Martian", new).name == "feedback"
 
 
 def test_more_of_the_same_genre_is_a_refinement(classifier):
@@ -130,4 +144,32 @@ def test_labels_join_real_redial_seeker_turns():
     rows = load_labelled(REDIAL_VALID)
     test = [u for u in rows if u.split == "test"]
     assert len(test) >= 100 and all(u.sample == "natural" for u in test)
+    fresh = [u for u in test if u.round == 3]  # the held-out round
+    assert len(fresh) >= 150
     assert all(u.text.strip() and u.utterance % 2 == 0 for u in rows)
+
+
+def test_learned_head_reads_its_weights_and_keeps_the_interface(tmp_path, embedder):
+    from chatbot.understanding.act_head import load_act_head, rule_features
+
+    lex = load_lexicon()
+    with pytest.raises(ConfigError, match="not found"):
+        load_act_head(embedder, tmp_path / "missing.json")
+    dim = len(embedder.embed_query("hi")) + len(rule_features("hi", FRESH, lex))
+    # Weights that copy the rule's act: the head then answers as the rules do.
+    coef = [[10.0 if j == dim - len(rule_features("hi", FRESH, lex)) + i else 0.0
+             for j in range(dim)] for i in range(len(ACTS))]  # fmt: skip
+    path = tmp_path / "head.json"
+    path.write_text(json.dumps({"acts": list(ACTS), "coef": coef, "intercept": [0.0] * 8}))
+    head = load_act_head(embedder, path)
+    learned, rules = ActClassifier(lex, head=head), ActClassifier(lex)
+    for text, ctx in [("who directed it?", SHOWN), ("hi", FRESH), ("seen it", SHOWN)]:
+        got = learned.classify(text, ctx)
+        assert (got.name, got.slot) == (
+            rules.classify(text, ctx).name,
+            rules.classify(text, ctx).slot,
+        )
+        assert 0 < got.confidence <= 1
+    path.write_text(json.dumps({"acts": ["greeting"], "coef": [[0.0]], "intercept": [0.0]}))
+    with pytest.raises(ConfigError, match="does not cover"):
+        load_act_head(embedder, path)

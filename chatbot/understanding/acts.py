@@ -65,6 +65,12 @@ _LIKE_NEW = re.compile(
     r"\b(i|we) (also |really |do |did |just )*(like|love|liked|loved|enjoy|enjoyed|adore)\b"
     r"|\bfavou?rites?\b|\bfan of\b"
 )
+OPINION = re.compile(  # an opinion word: a liked or disliked title, not just a seen one
+    r"\b(?:like|love|liked|loved|enjoy|enjoyed|adore|favou?rites?|faves?|fav|great|good|funny"
+    r"|awesome|amazing|spectacular|excellent|hilarious|best|cute|tolerable|too gross|too silly"
+    r"|didn'?t (?:like|care)|not (?:as )?good)\b"
+)
+_WHAT_ABOUT = re.compile(r"\b(?:what|how) about\b")
 _SPACES = re.compile(r"\s+")
 
 
@@ -199,11 +205,17 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
             return Act("topic_shift", None, 0.7)
         return Act("refine", None, 0.8)
     if hit["reaction"]:
-        if hit["taste"] and named_genres:  # "yes, I liked it. I also like sci-fi movies"
+        # A reaction that also adds to the search (a taste, or a liked or disliked title not
+        # in play) refines the request: "haven't seen it, but I love historical movies".
+        if hit["taste"] or (ctx.new_titles and OPINION.search(t)):
+            return Act("refine", None, 0.6)
+        if ctx.new_titles and _WHAT_ABOUT.search(t):  # "what about X? I have seen Big"
             return Act("refine", None, 0.6)
         return Act("feedback", None, 0.8)
     if hit["taste"] or (ctx.new_titles and _LIKE_NEW.search(t)):
         return Act("refine", None, 0.7)
+    if ctx.new_titles:  # a title not in play, no reaction to the shown ones: "Or even Big"
+        return Act("refine", None, 0.6)
     if named_genres and len(t.split()) <= 4:  # "Dramatic", "a comedy maybe"
         return Act("refine", None, 0.6)
     if hit["greeting"]:
@@ -258,21 +270,30 @@ class ExemplarActs:
 
 
 class ActClassifier:
-    """Rules first; an unsure rule answer (confidence < `threshold`) asks the exemplars.
+    """With a learned head, the head decides (see act_head.py). Else rules first; an unsure rule answer (confidence < `threshold`) asks the exemplars.
 
     The exemplars only choose among the acts the context allows (no refinement or feedback
     before any item is in play).
     """
 
     def __init__(
-        self, lex: Lexicon, exemplars: ExemplarActs | None = None, threshold: float = 0.6
+        self,
+        lex: Lexicon,
+        exemplars: ExemplarActs | None = None,
+        threshold: float = 0.6,
+        head: Any = None,
     ) -> None:
         self.lex = lex
         self.exemplars = exemplars
         self.threshold = threshold
+        self.head = head  # an act_head.ActHead: it decides every message when given
 
     def classify(self, text: str, ctx: TurnContext | None = None) -> Act:
         ctx = ctx or TurnContext()
+        if self.head is not None:
+            name, p = self.head.best(text, ctx, self.lex)
+            slot = slot_of(normalize(text), self.lex) if name == "item_question" else None
+            return Act(name, slot, round(p, 3))
         act = rule_act(text, ctx, self.lex)
         if self.exemplars is None or act.confidence >= self.threshold:
             return act
