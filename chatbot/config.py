@@ -83,6 +83,17 @@ class RetrievalSettings(BaseModel):
         "Chroma's approximate HNSW above; 0 = always HNSW.",
         ge=0,
     )
+    entities_weight: float = Field(
+        0.0,
+        description="Fusion weight of items recommended in logged dialogues after the people, "
+        "genres and titles named (0 = off; on for attribute talk such as OpenDialKG).",
+    )
+    query_window: int = Field(
+        0,
+        description="Dense query from the last N utterances of both sides (0 = the last 3 "
+        "user utterances).",
+        ge=0,
+    )
 
 
 class CatalogSettings(BaseModel):

@@ -101,7 +101,11 @@ def index_catalog(
 
         turns, _ = load_rec_turns(interactions, interactions_format)
         title_to_id = {it.title: it.item_id for it in loaded.items}
-        collab = CollabSignals.from_turns(turns, title_to_id).merge(collab)
+        from retrieval.entity_cooc import learn_entity_cooc
+        from retrieval.entity_links import EntityLinker
+
+        entities = learn_entity_cooc(turns, EntityLinker(loaded.items), title_to_id)
+        collab = CollabSignals.from_turns(turns, title_to_id).with_entities(entities).merge(collab)
         n_turns = len(turns)
     collab.save(settings.collab_path)
     cf_report = index_interactions(

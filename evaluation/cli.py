@@ -18,6 +18,7 @@ evaluated file (`--train-split`); without either, only the catalog's popularity 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -235,6 +236,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     turns: list[EvalTurn] = [resolve_turn(t, titles) for t in chosen]
 
     from retrieval.collab import CollabSignals
+    from retrieval.entity_cooc import learn_entity_cooc
+    from retrieval.entity_links import EntityLinker
 
     # Always explicit: the recommender must never fall back to the home's collab file, which
     # may have been learned from the very dialogues evaluated here.
@@ -243,6 +246,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         names = {n for t in train_turns for n in (*t.gold, *t.mentioned)}
         title_to_id = {n: i for n in names if (i := titles.lookup(n)) is not None}
         collab = CollabSignals.from_turns(train_turns, title_to_id)
+        collab = collab.with_entities(learn_entity_cooc(train_turns, EntityLinker(items),
+                                                        title_to_id))  # fmt: skip
     rec = _index_and_build(settings, items, collab, need_llm=bool(LLM_SYSTEMS & set(systems)),
                            progress=args.progress)  # fmt: skip
 
@@ -306,6 +311,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "embedder": settings.retrieval.embedder,
         "k_candidates": settings.retrieval.k_candidates,
         "k_final": settings.retrieval.k_final,
+        "fusion_weights": dataclasses.asdict(rec.weights),
+        "query_window": settings.retrieval.query_window,
     }
     write_report(out_dir, report, runs, turns)
     return report

@@ -12,6 +12,8 @@ Signals, each a ranked list of item ids that satisfy `query.where`:
   interactions  item-item CF from interaction logs (`retrieval.interaction_cf`), seeded by the
              liked and mentioned items (skipped without a CF model or seeds; weight 0 default)
   rated      the logs' positives per item, a popularity prior (skipped without a CF model)
+  entities   collab.entity_related(query.entity_keys + liked/mentioned items): what training
+             dialogues recommended after the people, genres and titles named (off by default)
 A candidate's score is sum_s weight_s / (60 + rank_s); `Candidate.signals[s]` is the unweighted
 1 / (60 + rank_s), plus `avoid: 0.5` when an avoid term halved the score. Excluded, liked and
 mentioned items are never returned. With `diversity > 0` the final k are re-selected by MMR.
@@ -41,7 +43,7 @@ from retrieval.types import Candidate, Item, Query
 RRF_K = 60
 AVOID_PENALTY = 0.5
 # Fusion order; FusionWeights fields.
-SIGNALS = ("dense", "liked", "cooc", "popularity", "credits", "interactions", "rated")
+SIGNALS = ("dense", "liked", "cooc", "popularity", "credits", "interactions", "rated", "entities")
 # Catalog fields whose people make two items related, with points per shared name; only the
 # first CREDITS_PER_FIELD names of each field count (the leads, not the whole cast).
 CREDIT_POINTS = {"director": 2.0, "star": 1.0, "actor": 1.0}
@@ -57,6 +59,7 @@ class FusionWeights:
     credits: float = 1.0
     interactions: float = 0.0
     rated: float = 0.0
+    entities: float = 0.0  # on where dialogues talk about people and genres (OpenDialKG)
 
 
 class PoolRanker(Protocol):
@@ -153,6 +156,10 @@ def rank_signals(
     if cf is not None and wanted("rated"):
         rated = cf.popular(k=len(cf.item_ids), exclude=blocked)
         out.ranked["rated"] = [catalog[i] for i, _ in rated if allowed(i)][:depth]
+    entity_keys = [*query.entity_keys, *(f"item:{i}" for i in seeds)]
+    if wanted("entities") and collab is not None and entity_keys:
+        related = collab.entity_related(entity_keys, k=len(catalog), exclude=blocked)
+        out.ranked["entities"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
     return out
 
 

@@ -10,6 +10,8 @@ from retrieval.catalog_rows import TRAILING_YEAR, Accumulator, RowError, check_l
 from retrieval.errors import CatalogError
 from retrieval.types import Item, MetaValue
 
+ACTORS_KEPT = 10  # OpenDialKG lists up to ~10 distinct actors per film
+
 # ---- ReDial / OpenDialKG id2info.json ---------------------------------------------------------
 
 
@@ -95,14 +97,18 @@ def _opendialkg_item(item_id: str, record: dict[str, Any]) -> Item:
     name = _name_of(record)
     genres = str_list("genre", record.get("genre"), split=False, lower=True)
     director = str_list("director", record.get("director"), split=False)
-    actor = str_list("actor", record.get("actor"), split=False)[:4]
+    # Every credited actor and writer: with no plot, the people are what the talk is about
+    # ("anything else with Natalie Portman?"), and the leads are not always listed first.
+    actor = str_list("actor", record.get("actor"), split=False)[:ACTORS_KEPT]
+    writer = str_list("writer", record.get("writer"), split=False)[:3]
     metadata: dict[str, MetaValue] = {}
     year = record.get("year")
     if isinstance(year, str) and year.strip().isdigit():
         metadata["year"] = int(year.strip())
     elif isinstance(year, int) and not isinstance(year, bool):
         metadata["year"] = year
-    for key, value in (("genres", genres), ("director", director), ("actor", actor)):
+    people = (("director", director), ("actor", actor), ("writer", writer))
+    for key, value in (("genres", genres), *people):
         if value:
             metadata[key] = value
     text = _text(
@@ -110,5 +116,6 @@ def _opendialkg_item(item_id: str, record: dict[str, Any]) -> Item:
         f"genres: {', '.join(genres)}" if genres else "",
         f"director: {', '.join(director)}" if director else "",
         f"actors: {', '.join(actor)}" if actor else "",
+        f"writer: {', '.join(writer)}" if writer else "",
     )
     return Item(item_id=item_id, title=name, text=text, metadata=metadata)

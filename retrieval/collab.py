@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from retrieval.entity_cooc import entity_related
 from retrieval.errors import RetrievalError
 from retrieval.types import Item
 
@@ -47,10 +48,12 @@ def _order(pair: tuple[str, float]) -> tuple[float, str]:
 
 @dataclass
 class CollabSignals:
-    """`popularity[item]` and symmetric `cooc[a][b]` counts (floats so that merges can weight)."""
+    """`popularity[item]` and symmetric `cooc[a][b]` counts (floats so that merges can weight);
+    `entities[key][item]`: items recommended after an entity was named (`entity_cooc.py`)."""
 
     popularity: dict[str, float] = field(default_factory=dict)
     cooc: dict[str, dict[str, float]] = field(default_factory=dict)
+    entities: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @classmethod
     def from_turns(cls, turns: Iterable[TurnLike], title_to_id: Mapping[str, str]) -> CollabSignals:
@@ -94,17 +97,18 @@ class CollabSignals:
                 popularity[item.item_id] = float(value)
         return cls(popularity=popularity)
 
+    def with_entities(self, counts: Mapping[str, Mapping[str, float]]) -> CollabSignals:
+        """A new CollabSignals with the entity co-occurrence `counts` added."""
+        return self.merge(CollabSignals(entities={k: dict(r) for k, r in counts.items()}))
+
     def merge(self, other: CollabSignals) -> CollabSignals:
         """A new CollabSignals with both sets of counts summed."""
         popularity = dict(self.popularity)
         for item_id, value in other.popularity.items():
             popularity[item_id] = popularity.get(item_id, 0.0) + value
-        cooc = {a: dict(row) for a, row in self.cooc.items()}
-        for a, row in other.cooc.items():
-            target = cooc.setdefault(a, {})
-            for b, value in row.items():
-                target[b] = target.get(b, 0.0) + value
-        return CollabSignals(popularity, cooc)
+        return CollabSignals(
+            popularity, _merged(self.cooc, other.cooc), _merged(self.entities, other.entities)
+        )
 
     def popular(self, k: int, exclude: Iterable[str] = ()) -> list[tuple[str, float]]:
         """The k most popular items (ties by item id)."""
@@ -125,12 +129,18 @@ class CollabSignals:
                 scores[other] += count / total
         return _ranked(scores, k, [*exclude, *seeds])
 
+    def entity_related(
+        self, keys: Iterable[str], k: int, exclude: Iterable[str] = ()
+    ) -> list[tuple[str, float]]:
+        """Items recommended after the entities `keys` ("person:…", "genre:…", "item:<id>")."""
+        return _ranked(entity_related(self.entities, keys), k, exclude)
+
     def save(self, path: Path) -> None:
         """Write as JSON (atomically: a crash never leaves a half-written file)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        payload = {"popularity": self.popularity, "cooc": self.cooc}
+        payload = {"popularity": self.popularity, "cooc": self.cooc, "entities": self.entities}
         tmp.write_text(json.dumps(payload, sort_keys=True), encoding="utf-8")
         os.replace(tmp, path)
 
@@ -144,6 +154,10 @@ class CollabSignals:
                 str(a): {str(b): float(v) for b, v in row.items()}
                 for a, row in payload["cooc"].items()
             }
+            entities = {  # absent in files written before the entity signal
+                str(a): {str(b): float(v) for b, v in row.items()}
+                for a, row in payload.get("entities", {}).items()
+            }
         except FileNotFoundError as e:
             raise RetrievalError(
                 f"collab signals file {path} not found: build it from dialogues or leave it unset"
@@ -152,7 +166,18 @@ class CollabSignals:
             raise RetrievalError(
                 f"collab signals file {path} is unreadable ({e}): delete it and rebuild it"
             ) from e
-        return cls(popularity, cooc)
+        return cls(popularity, cooc, entities)
+
+
+def _merged(
+    a: Mapping[str, Mapping[str, float]], b: Mapping[str, Mapping[str, float]]
+) -> dict[str, dict[str, float]]:
+    out = {key: dict(row) for key, row in a.items()}
+    for key, row in b.items():
+        target = out.setdefault(key, {})
+        for other, value in row.items():
+            target[other] = target.get(other, 0.0) + value
+    return out
 
 
 def _ids(titles: Iterable[str], title_to_id: Mapping[str, str]) -> list[str]:

@@ -82,6 +82,8 @@ class Query:
     `avoid_terms` softly penalise items whose text/metadata contain them ("less violent");
     `mentioned_ids` are items mentioned in the dialogue (liked or not): they seed the
     item-similarity and co-occurrence signals and, like `liked_ids`, are never returned.
+    `entity_keys` are the people and genres named ("person:tom hanks", "genre:comedy"; liked
+    ones first): they seed the entity co-occurrence signal.
     """
 
     text: str
@@ -90,3 +92,4 @@ class Query:
     where: dict[str, Any] | None = None
     avoid_terms: tuple[str, ...] = ()
     mentioned_ids: tuple[str, ...] = ()
+    entity_keys: tuple[str, ...] = ()

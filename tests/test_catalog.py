@@ -145,7 +145,7 @@ def test_opendialkg_id2info_has_no_invented_description(tmp_path: Path) -> None:
         "year": 2008,
         "genres": ["drama", "romance film"],
         "director": ["Danny Boyle"],
-        "actor": ["Freida Pinto", "Anil Kapoor", "Irrfan Khan", "Dev Patel"],
+        "actor": ["Freida Pinto", "Anil Kapoor", "Irrfan Khan", "Dev Patel", "X"],  # all, deduped
     }
     assert "description" not in first.metadata and "Danny Boyle" in first.text
     assert second.title == "W." and second.metadata == {}

@@ -35,6 +35,7 @@ def fusion_weights(retrieval: Any) -> FusionWeights:
         credits=r.credits_weight,
         interactions=r.interactions_weight,
         rated=r.rated_weight,
+        entities=r.entities_weight,
     )
 
 
@@ -53,7 +54,9 @@ def prepare(
 ) -> Prepared:
     """`k` fused (or, with a `ranker`, learned-ranked) candidates for `state` (`retrieval`:
     the `RetrievalSettings`; `cf`: the interaction CF model of the home, if any)."""
-    query = state.to_query(schema, exclude_mentioned=exclude_mentioned)
+    query = state.to_query(
+        schema, exclude_mentioned=exclude_mentioned, window=retrieval.query_window
+    )
     cands = generate_candidates(
         store,
         collab,

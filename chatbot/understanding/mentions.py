@@ -13,6 +13,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from retrieval.entity_links import EntityLinker
 from retrieval.titles import ARTICLE_WORDS as _ARTICLES
 from retrieval.titles import WORD as _WORD
 from retrieval.titles import TitleEntry, TitleIndex
@@ -118,15 +119,35 @@ class Mention:
     start: int
 
 
-class MentionFinder:
-    """Mentions of the titles of one `TitleIndex` in free text."""
+@dataclass(frozen=True)
+class EntityMention:
+    key: str  # "person:tom hanks" | "genre:comedy" (`retrieval.entity_links`)
+    name: str
+    sentiment: str  # as for titles: "liked" | "rejected" | "neutral"
+    start: int
 
-    def __init__(self, titles: TitleIndex):
+
+class MentionFinder:
+    """Mentions of the titles of one `TitleIndex` (and the people and genres of one
+    `EntityLinker`) in free text."""
+
+    def __init__(self, titles: TitleIndex, entities: EntityLinker | None = None):
         self.titles = titles
+        self.entities = entities
 
     @classmethod
     def of(cls, items: Iterable[Item]) -> MentionFinder:
-        return cls(TitleIndex(items))
+        items = list(items)
+        return cls(TitleIndex(items), EntityLinker(items))
+
+    def find_entities(self, text: str) -> list[EntityMention]:
+        """People and genres named in `text`, with the same sentiment rules as titles."""
+        if self.entities is None:
+            return []
+        return [
+            EntityMention(link.key, link.name, _sentiment(text, link.start, link.end), link.start)
+            for link in self.entities.find(text)
+        ]
 
     def __len__(self) -> int:
         return len(self.titles)

@@ -42,6 +42,11 @@ class DialogueState:
     retired: list[str] = field(default_factory=list)
     last_act: str = ""
     reasons: dict[str, str] = field(default_factory=dict)  # item_id -> its card's reason
+    # People and genres named ("person:tom hanks", "genre:comedy"), by either side; the user's
+    # liked and rejected ones, by the same sentiment rules as titles.
+    entities: list[str] = field(default_factory=list)
+    liked_entities: list[str] = field(default_factory=list)
+    rejected_entities: list[str] = field(default_factory=list)
 
     # -- updates -------------------------------------------------------------------------
     def add_user(
@@ -70,6 +75,14 @@ class DialogueState:
             elif m.sentiment == "rejected":
                 _add(self.rejected, m.item_id)
                 _drop(self.liked, m.item_id)
+        for e in index.find_entities(text):
+            _add(self.entities, e.key)
+            if e.sentiment == "liked":
+                _add(self.liked_entities, e.key)
+                _drop(self.rejected_entities, e.key)
+            elif e.sentiment == "rejected":
+                _add(self.rejected_entities, e.key)
+                _drop(self.liked_entities, e.key)
         update_constraints(self.constraints, text, schema)
 
     def add_assistant(
@@ -87,6 +100,8 @@ class DialogueState:
                 self.titles[m.item_id] = m.title
                 ids.append(m.item_id)
                 _add(self.mentioned, m.item_id)
+            for e in index.find_entities(text):  # "it stars Natalie Portman": talked about
+                _add(self.entities, e.key)
         for item_id in ids:
             _add(self.shown, item_id)
         if ids:
@@ -119,9 +134,25 @@ class DialogueState:
         topic = self.history[self.topic_start :]
         return " ".join([t for r, t in topic if r == "user"][-last:])
 
-    def to_query(self, schema: CatalogSchema, *, exclude_mentioned: bool = True) -> Query:
+    def recent_words(self, last: int) -> str:
+        """The last `last` utterances of both sides, oldest first."""
+        return " ".join(t for _, t in self.history[-last:])
+
+    def entity_keys(self, last: int = 10) -> tuple[str, ...]:
+        """People and genres named and not rejected: the liked ones first, then the most
+        recent others."""
+        rest = [e for e in self.entities if e not in self.liked_entities]
+        keys = [*self.liked_entities[-last:], *rest[-last:]]
+        return tuple(e for e in keys if e not in self.rejected_entities)
+
+    def to_query(
+        self, schema: CatalogSchema, *, exclude_mentioned: bool = True, window: int = 0
+    ) -> Query:
+        """`window` > 0: the dense text is the last `window` utterances of both sides (the
+        recommender's included); 0: the last three user utterances."""
         liked_titles = [self.titles.get(i, "") for i in self.liked[-5:]]
-        text = " ".join([self.user_words(), *liked_titles]).strip()
+        words = self.recent_words(window) if window > 0 else self.user_words()
+        text = " ".join([words, *liked_titles]).strip()
         exclude = set(self.rejected) | set(self.shown) | set(self.retired)
         mentioned: tuple[str, ...] = ()
         if exclude_mentioned:
@@ -137,6 +168,7 @@ class DialogueState:
             where=to_where(self.constraints, schema),
             avoid_terms=self.constraints.avoid_terms(),
             mentioned_ids=mentioned,
+            entity_keys=self.entity_keys(),
         )
 
     # -- persistence ---------------------------------------------------------------------
@@ -156,6 +188,9 @@ class DialogueState:
             "retired": self.retired,
             "last_act": self.last_act,
             "reasons": self.reasons,
+            "entities": self.entities,
+            "liked_entities": self.liked_entities,
+            "rejected_entities": self.rejected_entities,
         }
 
     @classmethod
