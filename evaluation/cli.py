@@ -341,11 +341,18 @@ def _index_and_build(
     from chatbot.turn import Recommender, build_recommender
 
     store = open_store(settings)
-    if store.count() != len({it.item_id for it in items}):
+    if not holds(store, items):
         store.sync(items, progress=progress)
     if need_llm:
         return build_recommender(settings, collab=collab)
     return Recommender(settings, store, None, collab)  # retrieval/popularity: no LLM loaded
+
+
+def holds(store: Any, items: list[Item]) -> bool:
+    """Whether the store holds exactly `items` as they read now (a changed catalog reader
+    changes the texts of the same file: the collection name alone cannot tell)."""
+    stored = {it.item_id: (it.title, it.text) for it in store.all_items()}
+    return stored == {it.item_id: (it.title, it.text) for it in items}
 
 
 def run_eval(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ terms that down-weight matching items. Parsing is rule-based: fast, predictable 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -189,17 +190,29 @@ def schema_of(items: Sequence[Item], cat: Any) -> CatalogSchema:
     )
 
 
+@functools.lru_cache(maxsize=8)
+def _genre_vocab(genres: frozenset[str]) -> list[tuple[str, str, re.Pattern[str]]]:
+    """(word, canonical genre, its pattern), longest word first; compiled once per catalog
+    (OpenDialKG has hundreds of genres: more patterns than the `re` module caches)."""
+    vocab = {g: g for g in genres}
+    vocab.update({s: g for s, g in GENRE_SYNONYMS.items() if g in genres})
+    vocab.update({g + "s": g for g in genres if not g.endswith("s")})
+    return [
+        (w, vocab[w], re.compile(rf"(?<![\w-]){re.escape(w)}(?![\w-])"))
+        for w in sorted(vocab, key=len, reverse=True)
+    ]
+
+
 def _genre_mentions(text: str, schema: CatalogSchema) -> list[tuple[str, int]]:
     """(canonical genre, position) for each genre word in lowercased `text`."""
-    found: list[tuple[str, int]] = []
-    vocab = {g: g for g in schema.genres}
-    vocab.update({s: g for s, g in GENRE_SYNONYMS.items() if g in schema.genres})
-    vocab.update({g + "s": g for g in schema.genres if not g.endswith("s")})
-    for word in sorted(vocab, key=len, reverse=True):
-        for m in re.finditer(rf"(?<![\w-]){re.escape(word)}(?![\w-])", text):
-            if not any(p <= m.start() < p + len(w) for w, p in found):
-                found.append((word, m.start()))
-    return [(vocab[w], p) for w, p in sorted(found, key=lambda x: x[1])]
+    found: list[tuple[str, int, str]] = []
+    for word, genre, pattern in _genre_vocab(frozenset(schema.genres)):
+        if word not in text:
+            continue
+        for m in pattern.finditer(text):
+            if not any(p <= m.start() < p + len(w) for w, p, _ in found):
+                found.append((word, m.start(), genre))
+    return [(g, p) for _, p, g in sorted(found, key=lambda x: x[1])]
 
 
 def update_constraints(c: Constraints, message: str, schema: CatalogSchema) -> Constraints:
