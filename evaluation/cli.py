@@ -2,6 +2,8 @@
 
     recochat eval --dataset redial --split test --limit 500 --out runs/eval/redial-test
     recochat eval --dataset opendialkg --limit 500 --out runs/eval/opendialkg-all
+    RECOCHAT_CONFIG=configs/opendialkg.toml recochat eval --dataset opendialkg \
+        --systems retrieval --out runs/eval/opendialkg-tuned   # weights chosen on its train file
     recochat eval --catalog ../shared/data/redial/id2info.json --catalog-format redial \
         --dialogues ../shared/data/redial/valid_data_processed.jsonl --format redial \
         --split test --train-split --limit 500 --out runs/eval/redial-test   # the same, spelt out
