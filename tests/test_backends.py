@@ -24,10 +24,11 @@ from inference.backends.openai_http import spelled_by  # noqa: E402
 from inference.backends.vocab import allowed_grammar, gbnf_literal  # noqa: E402
 
 SERVED = "smollm2"
-# Parity tolerances with the transformers bf16 reference (the GGUF is Q4_1): measured on the
-# 8 fixed turns (see docs and benchmarks/backend_parity.py), with margin.
-MIN_TOP1 = 0.6
-MIN_MEAN_TAU = 0.5
+# Parity with the transformers bf16 reference (the GGUF is Q4_1). Measured on the 8 fixed
+# turns (benchmarks/backend_parity.py, 2026-12-01): top-1 8/8 in both modes; Kendall tau mean
+# 0.972 (min 0.947) listwise, 0.939 (min 0.905) pointwise. Asserted with margin:
+MIN_TOP1 = 0.75
+MIN_MEAN_TAU = 0.85
 # The same GGUF in-process and in the server: the same engine, so near-identical scores.
 SAME_ENGINE_TOL = 0.05
 SAME_ENGINE_MIN_TAU = 0.95
@@ -140,7 +141,7 @@ def test_llamacpp_scores_do_not_depend_on_other_traffic(cpp) -> None:
     cpp.cache_head(_rerank_prompt(cpp, mark), mark)
     cached0 = cpp.stats.cached_tokens
     got = cpp.label_logprobs(prompt, labels)
-    assert cpp.stats.cached_tokens - cached0 > 100  # the head was reused
+    assert cpp.stats.cached_tokens - cached0 > 20  # the head (system + "Conversation:") was reused
     assert abs(sum(2.718281828**x for x in got) - 1) < 1e-6
     cpp.generate([cpp.chat_prompt("Tell me a joke.")], 8)  # other traffic in the KV cache
     cpp.label_logprobs(_rerank_prompt(cpp, "User: something for kids"), labels)
