@@ -17,10 +17,10 @@ import os
 import time
 from pathlib import Path
 
-from chatbot.config import BUILTIN_LLM, LLMSettings
-from chatbot.llm import load_llm
-from chatbot.model_files import builtin_gguf_path, resolve_model_dir
 from evaluation.backend_parity import agreement, fixed_turns, rank_turns
+from inference.llm import load_llm
+from inference.model_files import builtin_gguf_path, resolve_model_dir
+from inference.settings import BUILTIN_LLM, LLMSettings
 
 
 def main() -> None:

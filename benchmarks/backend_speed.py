@@ -2,7 +2,7 @@
 
     python benchmarks/backend_speed.py --backend transformers --out runs/speed-transformers.json
     python benchmarks/backend_speed.py --backend llamacpp --out runs/speed-llamacpp.json
-    python -m llama_cpp.server --model "$(python -c 'from chatbot.model_files import \
+    python -m llama_cpp.server --model "$(python -c 'from inference.model_files import \
         builtin_gguf_path as p; print(p())')" --host 127.0.0.1 --port 8765 --n_ctx 4096 &
     python benchmarks/backend_speed.py --backend openai --base-url http://127.0.0.1:8765/v1 \
         --server-pid $! --out runs/speed-openai.json
@@ -28,10 +28,10 @@ import statistics
 import time
 from pathlib import Path
 
-from chatbot.config import LLMSettings
-from chatbot.rerank import LABELS, SCORE_LABELS, rerank_user_text, score_user_text
-from chatbot.templates import render
+from chatbot.ranking.rerank import LABELS, SCORE_LABELS, rerank_user_text, score_user_text
 from evaluation.backend_parity import fixed_turns
+from inference.settings import LLMSettings
+from prompts.loader import render
 from retrieval.candidates import RRF_K
 
 CONVERSATIONS = [f"User: a film for night {i}, something tense like Heat" for i in range(64)]
@@ -40,20 +40,20 @@ CONVERSATIONS = [f"User: a film for night {i}, something tense like Heat" for i 
 def load_backend(args: argparse.Namespace):
     cache = Path(args.model_cache)
     if args.backend == "transformers":
-        from chatbot.llm import load_llm
+        from inference.llm import load_llm
 
         return load_llm(LLMSettings(), cache)
     if args.backend == "llamacpp":
-        from chatbot.model_files import builtin_gguf_path
         from inference.backends.llamacpp import LlamaCppLLM
+        from inference.model_files import builtin_gguf_path
 
         gguf = Path(args.gguf) if args.gguf else builtin_gguf_path()
         return LlamaCppLLM(gguf, threads=args.threads)
     from transformers import AutoTokenizer
 
-    from chatbot.config import BUILTIN_LLM
-    from chatbot.model_files import resolve_model_dir
     from inference.backends.openai_http import OpenAIHTTPLLM
+    from inference.model_files import resolve_model_dir
+    from inference.settings import BUILTIN_LLM
 
     tok = AutoTokenizer.from_pretrained(resolve_model_dir(BUILTIN_LLM, cache))
     return OpenAIHTTPLLM(args.base_url, args.served_model or _served(args.base_url), tok)

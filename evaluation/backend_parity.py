@@ -2,12 +2,12 @@
 
 A turn is a conversation and 20 demo-catalog candidates (its genre's most popular titles
 interleaved with other genres', so the reranker has something to decide). Each backend ranks
-every turn with the served rerankers (`chatbot.rerank.rerank` over the lettered list, and
+every turn with the served rerankers (`chatbot.ranking.rerank.rerank` over the lettered list, and
 `rerank_pointwise` over one yes/no prompt per candidate), with the served prompts. Agreement
 with a reference backend: top-1 match rate and Kendall's tau of the 20-candidate order.
 
 This module knows nothing about any engine: backends are passed in as objects with the
-methods of `chatbot.llm.LLM`.
+methods of `inference.llm.LLM`.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from chatbot.rerank import rerank, rerank_pointwise, rerank_user_text, score_user_text
-from chatbot.templates import render
+from chatbot.ranking.rerank import rerank, rerank_pointwise, rerank_user_text, score_user_text
+from prompts.loader import render
 from retrieval.candidates import RRF_K
 from retrieval.catalog import demo_catalog_path, load_catalog
 from retrieval.types import Item

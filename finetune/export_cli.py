@@ -3,10 +3,10 @@
     recochat export-gguf --adapter runs/ft-redial --out runs/ft-redial/model-q8_0.gguf
     recochat export-gguf --adapter runs/ft-redial --out runs/ft-redial/model-q4_1.gguf \\
         --outtype q4_1
-    recochat export-gguf --adapter runs/ft-redial --form lora --outtype f16 \\
+    recochat export-gguf --adapter runs/ft-redial --mode lora --outtype f16 \\
         --out runs/ft-redial/lora-f16.gguf
 
-`merged` (default) writes one self-contained GGUF (serve it with llm.gguf); `lora` writes a
+`--mode merged` (default) writes one self-contained GGUF (serve it with llm.gguf); `--mode lora` writes a
 llama.cpp LoRA file applied on top of the base GGUF (llm.gguf_lora).
 """
 
@@ -26,7 +26,10 @@ def add_export_gguf_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--adapter", required=True, type=Path, help="a `recochat finetune` output dir")
     p.add_argument("--out", required=True, type=Path, help="GGUF file to write")
-    p.add_argument("--form", choices=["merged", "lora"], default="merged", help="see above")
+    p.add_argument(
+        "--mode", "--form", dest="form", choices=["merged", "lora"], default="merged",
+        help="merged: one self-contained GGUF; lora: a llama.cpp LoRA file on the base GGUF",
+    )  # fmt: skip
     p.add_argument(
         "--outtype",
         default="q8_0",

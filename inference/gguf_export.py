@@ -25,9 +25,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from chatbot.config import LLMSettings
-from chatbot.errors import ModelError
-from chatbot.model_files import resolve_model_dir, validate_adapter_dir
+from inference.errors import ModelError
+from inference.model_files import resolve_model_dir, validate_adapter_dir
+from inference.settings import LLMSettings
 
 log = logging.getLogger(__name__)
 

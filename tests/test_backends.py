@@ -15,13 +15,13 @@ import pytest
 
 pytest.importorskip("llama_cpp", reason="llama-cpp-python is built by `make setup`")
 
-from chatbot.errors import ModelError  # noqa: E402
-from chatbot.model_files import builtin_gguf_path, resolve_model_dir  # noqa: E402
-from chatbot.rerank import LABELS, SCORE_LABELS, rerank_user_text  # noqa: E402
-from chatbot.templates import render  # noqa: E402
+from chatbot.ranking.rerank import LABELS, SCORE_LABELS, rerank_user_text  # noqa: E402
 from evaluation.backend_parity import agreement, fixed_turns, kendall_tau, rank_turns  # noqa: E402
 from inference.backends.openai_http import spelled_by  # noqa: E402
 from inference.backends.vocab import allowed_grammar, gbnf_literal  # noqa: E402
+from inference.errors import ModelError  # noqa: E402
+from inference.model_files import builtin_gguf_path, resolve_model_dir  # noqa: E402
+from prompts.loader import render  # noqa: E402
 
 SERVED = "smollm2"
 # Parity with the transformers bf16 reference (the GGUF is Q4_1). Measured on the 8 fixed
@@ -84,7 +84,7 @@ def server():
 def hf_tokenizer(model_cache):
     from transformers import AutoTokenizer
 
-    from chatbot.config import BUILTIN_LLM
+    from inference.settings import BUILTIN_LLM
 
     return AutoTokenizer.from_pretrained(resolve_model_dir(BUILTIN_LLM, model_cache))
 
@@ -240,3 +240,154 @@ def test_openai_backend_ranks_like_the_same_engine_in_process(cpp, http) -> None
     turns = fixed_turns()[:4]  # each label row is one or more HTTP requests
     got = agreement(rank_turns(cpp, turns), rank_turns(http, turns))
     assert got.top1 == 1.0 and got.kendall_tau >= SAME_ENGINE_MIN_TAU, got
+
+
+# -- settings, dispatch, streaming, batching --------------------------------------------------
+
+
+def test_backend_settings_fail_in_one_line() -> None:
+    from chatbot.config import load_settings
+    from chatbot.errors import ConfigError
+
+    cases = {
+        "llm.base_url": {"llm.backend": "openai"},
+        "export-gguf": {"llm.backend": "llamacpp", "llm.adapter": "runs/a"},
+        "needs llm.gguf": {"llm.backend": "llamacpp", "llm.model": "some/dir"},
+        "transformers option": {"llm.backend": "llamacpp", "llm.load_in_4bit": True},
+    }
+    for needle, overrides in cases.items():
+        with pytest.raises(ConfigError, match=needle) as err:
+            load_settings(overrides)
+        assert "\n" not in str(err.value)
+
+
+def test_load_llm_dispatches_and_splits_tasks(model_cache, caplog) -> None:
+    from inference.backends.split import TaskSplitLLM
+    from inference.llm import LLM, load_llm
+    from inference.settings import LLMSettings
+
+    with caplog.at_level("WARNING"):
+        cpp = load_llm(LLMSettings(backend="llamacpp", threads=1), model_cache)
+    assert type(cpp).__name__ == "LlamaCppLLM"
+    assert any("llm backend llamacpp: ranking by label logits" in r.message for r in caplog.records)
+    split = load_llm(
+        LLMSettings(backend="transformers", generate_backend="llamacpp", threads=1), model_cache
+    )
+    assert isinstance(split, TaskSplitLLM) and isinstance(split.ranker, LLM)
+    prompt = split.chat_prompt("Name a comedy.")
+    assert split.generate_ids([prompt], 8) == split.writer.generate_ids([prompt], 8)
+
+
+def test_llamacpp_streams_the_same_tokens_as_generate_even_interleaved(cpp) -> None:
+    a = cpp.chat_prompt("Why would a fan of Heat like Collateral? One sentence.")
+    b = cpp.chat_prompt("Name a comedy.")
+    want_a = cpp.generate_ids([a], 24, one_sentence=True)[0]
+    want_b = cpp.generate_ids([b], 16)[0]
+    assert list(cpp.stream_ids(a, 24, one_sentence=True)) == want_a
+    streams = [cpp.stream_ids(a, 24, one_sentence=True), cpp.stream_ids(b, 16)]
+    got: list[list[int]] = [[], []]
+    live = [True, True]
+    while any(live):  # the two sequences take turns in the one KV cache
+        for i, stream in enumerate(streams):
+            if live[i]:
+                token = next(stream, None)
+                live[i] = token is not None
+                got[i] += [] if token is None else [token]
+    assert got == [want_a, want_b]
+    allowed = cpp.vocabulary_of(["a quiet night drive in the city."])
+    assert set(cpp.stream_ids(a, 12, allowed=allowed)) <= allowed
+
+
+def test_openai_backend_streams_the_server_text(http) -> None:
+    prompt = http.chat_prompt("Name a comedy.")
+    (want,) = http.generate([prompt], 16)
+    streamed = list(http.stream_ids(prompt, 16))
+    assert streamed and http.tokenizer.decode(streamed).strip() == want
+    allowed = http.vocabulary_of(["a quiet night drive in the city."])
+    text = http.tokenizer.decode(list(http.stream_ids(prompt, 10, allowed=allowed)))
+    assert spelled_by(text, {http.tokenizer.decode([i]) for i in allowed})
+
+
+def test_batching_merges_concurrent_generation_without_changing_rows(cpp) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from inference.batching import BatchingLLM
+
+    batched = BatchingLLM(cpp, window_s=0.2)
+    prompts = [cpp.chat_prompt(q) for q in ("Name a comedy.", "Name a drama.", "Name a thriller.")]
+    want = [cpp.generate_ids([p], 8)[0] for p in prompts]
+    with ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda p: batched.generate_ids([p], 8), prompts))
+    assert [g[0] for g in got] == want
+    assert batched.batches == 1 and batched.merged_calls == 3
+    labels = list(LABELS[:20])
+    prompt = _rerank_prompt(cpp, "User: a tense crime film at night")
+    assert batched.label_logprobs(prompt, labels) == cpp.label_logprobs(prompt, labels)
+
+
+# -- the app on the openai backend, through gradio_client -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_app(launch_app, demo_home, demo_store, model_cache, server):
+    from chatbot.config import Settings
+    from chatbot.turn import Recommender
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
+    from retrieval.collab import CollabSignals
+
+    llm_settings = LLMSettings(backend="openai", base_url=server, served_model=SERVED)
+    settings = Settings(home=demo_home, reasons=False, llm=llm_settings)
+    llm = load_llm(settings.llm, model_cache)
+    rec = Recommender(settings, demo_store, llm, CollabSignals.load(settings.collab_path))
+    return launch_app(settings, rec), rec
+
+
+def test_openai_backend_serves_a_multi_turn_conversation_through_gradio(http_app) -> None:
+    from gradio_client import Client
+
+    url, rec = http_app
+    client = Client(url, verbose=False)
+    first = client.predict("a tense crime film at night", "s-http", api_name="/recommend")
+    second = client.predict("something more recent, no horror", "s-http", api_name="/recommend")
+    third = client.predict("funnier, please", "s-http", api_name="/recommend")
+    shown = [[r["item_id"] for r in t["recommendations"]] for t in (first, second, third)]
+    assert all(shown) and not set(shown[0]) & set(shown[1])  # the session remembers its picks
+    assert set(first) == {"reply", "recommendations", "timings_ms", "filters"}
+    assert rec.llm.requests > 0  # the ranking went over HTTP
+
+
+def test_server_dying_mid_turn_shows_one_message_then_recovers(
+    launch_app, demo_home, demo_store, model_cache
+) -> None:
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    from chatbot.config import Settings
+    from chatbot.turn import Recommender
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
+    from retrieval.collab import CollabSignals
+
+    port = _free_port()
+    proc = _start_server(port)
+    try:
+        base = f"http://127.0.0.1:{port}/v1"
+        llm_settings = LLMSettings(backend="openai", base_url=base, timeout_s=30)
+        settings = Settings(home=demo_home, reasons=False, llm=llm_settings)
+        llm = load_llm(settings.llm, model_cache)
+        rec = Recommender(settings, demo_store, llm, CollabSignals.load(settings.collab_path))
+        client = Client(launch_app(settings, rec), verbose=False)
+        job = client.submit("a tense crime film at night", "s-die", api_name="/recommend")
+        time.sleep(1.5)
+        proc.kill()  # mid-turn: the rerank requests are in flight
+        proc.wait()
+        with pytest.raises(AppError) as err:
+            job.result(timeout=120)
+        message = str(err.value)
+        assert f"127.0.0.1:{port}" in message and "\n" not in message.strip()
+        proc = _start_server(port)  # restarted: the next turn works on the same app
+        again = client.predict("a tense crime film at night", "s-die", api_name="/recommend")
+        assert again["recommendations"]
+    finally:
+        _stop(proc)

@@ -1,4 +1,4 @@
-"""LLM engines behind the interface of `chatbot.llm.LLM` (the transformers reference).
+"""LLM engines behind the interface of `inference.llm.LLM` (the transformers reference).
 
 - `llamacpp.LlamaCppLLM`: a GGUF file run in-process by llama.cpp (`llama-cpp-python`).
 - `openai_http.OpenAIHTTPLLM`: any OpenAI-compatible completions server (llama.cpp's server,

@@ -1,4 +1,4 @@
-"""The greedy decoding rules of `chatbot.llm.LLM.generate_ids`, for one row of numpy logits.
+"""The greedy decoding rules of `inference.llm.LLM.generate_ids`, for one row of numpy logits.
 
 An engine that hands back the next-token logits (llama.cpp in-process) decodes with exactly
 the reference rules: repetition penalty 1.1 over prompt + output, no repeated 3-gram, only the
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
-REPETITION_PENALTY = 1.1  # as chatbot.llm
+REPETITION_PENALTY = 1.1  # as inference.llm
 NO_REPEAT_NGRAM = 3
 SENTENCE_END = (".", "!", "?")
 

@@ -1,6 +1,6 @@
 """`llm.backend = "llamacpp"`: a GGUF model run in-process by llama.cpp (`llama-cpp-python`).
 
-Same methods and the same greedy rules as `chatbot.llm.LLM` (the transformers reference), on
+Same methods and the same greedy rules as `inference.llm.LLM` (the transformers reference), on
 one llama.cpp sequence:
 
 - Prompts are tokenized by the GGUF's own vocabulary and chat template (the same files the
@@ -23,22 +23,23 @@ import ctypes
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chatbot.errors import ModelError
-from chatbot.llm import LLMStats
-from chatbot.prefix_cache import common_prefix_length
-from inference.backends.greedy import GreedyRow, cut_text, decode_greedy, log_softmax
+from inference.backends.greedy import GreedyRow, cut_text, decode_greedy, finished, log_softmax
 from inference.backends.vocab import (
     chat_messages,
     render_chat,
     single_token_ids,
     vocabulary_ids,
 )
+from inference.errors import ModelError
+from inference.llm import LLMStats
+from inference.prefix_cache import common_prefix_length
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class LlamaCppLLM:
             self.eos_ids.add(eot)
         self.dtype = _file_type(meta)
         self._heads: list[_Head] = []
+        self._resident: _Parked | None = None  # the stream whose sequence the KV cache holds
 
     # -- text ------------------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
@@ -189,6 +191,74 @@ class LlamaCppLLM:
                 out.append(ids)
         return out
 
+    def stream_ids(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed: set[int] | None = None,
+        one_sentence: bool = False,
+    ) -> Iterator[int]:
+        """`generate_ids([prompt], ...)[0]`, each id yielded as soon as it is picked.
+
+        The lock is held per step, never across a `yield`. When another request needs the KV
+        cache in between, it first parks this stream's sequence state (`_park`), and the next
+        step restores it: the tokens are exactly those of an uninterrupted run.
+        """
+        row = self.encode(prompt)
+        greedy = GreedyRow(row, self.n_vocab, allowed)
+        seq = _Parked(list(row))
+        with self.lock:
+            logits = self._run(row)
+            self._resident = seq
+        try:
+            for i in range(max_new_tokens):
+                with self.lock:
+                    started = time.perf_counter()
+                    token = greedy.pick(logits)
+                    if token in self.eos_ids:
+                        return
+                    greedy.push(token)
+                    out = [*seq.ids[len(row) :], token]
+                    done = finished(self.decode(out), stop, one_sentence)
+                    last = done or i == max_new_tokens - 1
+                    if not last:
+                        self._resume(seq)
+                        logits = self._step(token)
+                        seq.ids.append(token)
+                    self.stats.generated_tokens += 1
+                    self.stats.decode_s += time.perf_counter() - started
+                yield token
+                if last:
+                    return
+        finally:
+            with self.lock:
+                if self._resident is seq:
+                    self._resident = None  # nothing to park once the stream is over
+
+    def _park(self) -> None:
+        """Save the resident stream's sequence before the KV cache is used for anything else."""
+        seq, self._resident = self._resident, None
+        if seq is not None and self.llama.n_tokens == len(seq.ids):
+            seq.state = self._save_seq()
+
+    def _resume(self, seq: _Parked) -> None:
+        """Make `seq` the sequence in the KV cache (restoring its parked state if needed)."""
+        if self._resident is seq:
+            return
+        self._park()
+        if seq.state is None:
+            raise ModelError("a streamed sequence was evicted without being parked")
+        self._load_seq(_Head(tuple(seq.ids), seq.state))
+        seq.state = None
+        self._resident = seq
+
+    @property
+    def tokenizer(self) -> _Tokenizer:
+        """The decode/encode pair callers of `LLM.tokenizer` use, on the GGUF's vocabulary."""
+        return _Tokenizer(self)
+
     # -- prefix reuse ----------------------------------------------------------------------
     def cache_prefix(self, text: str) -> int:
         return self._cache_ids(self.encode(text))
@@ -205,6 +275,7 @@ class LlamaCppLLM:
         with self.lock:
             if any(h.ids == key for h in self._heads):
                 return len(ids)
+            self._park()
             self.llama.reset()
             self._eval(ids, 0)
             self._heads.append(_Head(key, self._save_seq()))
@@ -227,6 +298,7 @@ class LlamaCppLLM:
         if len(ids) > self.n_ctx:
             raise ModelError(f"prompt of {len(ids)} tokens exceeds the context of {self.n_ctx}")
         started = time.perf_counter()
+        self._park()
         head = self._head_of(ids)
         h = len(head.ids) if head else 0
         bounds = sorted({b for b in (h, cut) if 0 < b < len(ids)})
@@ -262,7 +334,7 @@ class LlamaCppLLM:
         size = llama_cpp.llama_state_seq_get_size(ctx, 0)
         buf = (ctypes.c_uint8 * size)()
         n = llama_cpp.llama_state_seq_get_data(ctx, buf, size, 0)
-        return bytes(buf[:n])
+        return ctypes.string_at(buf, n)
 
     def _load_seq(self, head: _Head) -> None:
         import llama_cpp
@@ -280,6 +352,25 @@ class LlamaCppLLM:
     def _special_id(self, text: str) -> int | None:
         ids = self.encode(text)
         return ids[0] if len(ids) == 1 else None
+
+
+@dataclass
+class _Parked:
+    ids: list[int]  # prompt + output fed so far
+    state: bytes | None = None  # its sequence state while another request uses the cache
+
+
+@dataclass
+class _Tokenizer:
+    llm: LlamaCppLLM
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        if skip_special_tokens:
+            ids = [i for i in ids if i not in self.llm.eos_ids]
+        return self.llm.decode(list(ids))
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return self.llm._encode_plain(text)
 
 
 def _shared_length(rows: list[list[int]]) -> int:

@@ -1,5 +1,5 @@
 """`llm.backend = "openai"`: any OpenAI-compatible completions server (llama.cpp's
-`python -m llama_cpp.server`, vLLM, ...) behind the methods of `chatbot.llm.LLM`.
+`python -m llama_cpp.server`, vLLM, ...) behind the methods of `inference.llm.LLM`.
 
 Prompts are rendered and label/vocabulary ids computed with a local copy of the served
 model's tokenizer (a transformers tokenizer); the server gets text on `/v1/completions`.
@@ -28,19 +28,20 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from chatbot.errors import ModelError
-from chatbot.llm import LLMStats
-from inference.backends.greedy import cut_text, log_softmax
+from inference.backends.greedy import cut_text, finished, log_softmax
 from inference.backends.vocab import (
     allowed_grammar,
     chat_messages,
     single_token_ids,
     vocabulary_ids,
 )
+from inference.errors import ModelError
+from inference.llm import LLMStats
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ class OpenAIHTTPLLM:
     def __post_init__(self) -> None:
         import openai
 
-        self.name = self.name or f"{self.model} @ {self.base_url}"
+        self.name = self.name or f"{self.model or 'served model'} @ {self.base_url}"
         self.client = openai.OpenAI(
             base_url=self.base_url,
             api_key=os.environ.get(self.api_key_env) or "unused",
@@ -89,6 +90,9 @@ class OpenAIHTTPLLM:
     def probe(self) -> None:
         """Check, once, that the server serves `model` and gives what ranking needs."""
         served = [m.id for m in self._call(lambda: self.client.models.list()).data]
+        if not self.model and len(served) == 1:
+            self.model = served[0]
+            self.name = f"{self.model} @ {self.base_url}"
         if served and self.model not in served:
             raise ModelError(
                 f"the server at {self.base_url} serves {served}, not {self.model!r}: set llm.model"
@@ -216,6 +220,72 @@ class OpenAIHTTPLLM:
             log.warning("constrained output left its vocabulary: %r", text[:80])
             return ""
         return text
+
+    def stream_ids(
+        self,
+        prompt: str,
+        max_new_tokens: int,
+        *,
+        stop: str | None = "\n",
+        allowed: set[int] | None = None,
+        one_sentence: bool = False,
+    ) -> Iterator[int]:
+        """The generation streamed from the server (`stream=True`), each chunk's text as token
+        ids of the local tokenizer as soon as it arrives; decoded in order they give the
+        server's text. Without a server grammar, a chunk that leaves `allowed` ends the
+        stream (counted in `constraint_fallbacks`)."""
+        extra: dict[str, Any] = {}
+        pieces: set[str] | None = None
+        if allowed is not None:
+            pieces = {self.tokenizer.decode([i]) for i in allowed if i not in self.eos_ids}
+            if self.grammar_ok:
+                extra[self.grammar_field] = allowed_grammar(pieces)
+        body = {**self.extra_body, **extra}
+        kwargs: dict[str, Any] = {"temperature": 0.0, "extra_body": body, "stream": True}
+        if stop:
+            kwargs["stop"] = [stop]
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=prompt, max_tokens=max_new_tokens, **kwargs
+            )
+        )
+        with self.lock:
+            self.requests += 1
+        text = ""
+        started = time.perf_counter()
+        try:
+            for chunk in self._chunks(response):
+                piece = chunk.choices[0].text if chunk.choices else ""
+                if not piece:
+                    continue
+                text += piece
+                if pieces is not None and not self.grammar_ok and not spelled_by(text, pieces):
+                    with self.lock:
+                        self.constraint_fallbacks += 1
+                    log.warning("streamed output left its vocabulary: %r", text[:80])
+                    return
+                ids = self._encode(piece)
+                with self.lock:
+                    self.stats.generated_tokens += len(ids)
+                yield from ids
+                if finished(text, None, one_sentence):
+                    return
+        finally:
+            response.close()
+            self.stats.decode_s += time.perf_counter() - started
+
+    def _chunks(self, response: Any) -> Iterator[Any]:
+        """The stream's chunks; a connection lost mid-stream is a ModelError like any other."""
+        import httpx
+        import openai
+
+        try:
+            yield from response
+        except (openai.APIError, httpx.HTTPError) as exc:
+            raise ModelError(
+                f"the LLM server at {self.base_url} broke off a streamed reply "
+                f"({type(exc).__name__})"
+            ) from None
 
     # -- transport -------------------------------------------------------------------------
     def cache_prefix(self, text: str) -> int:

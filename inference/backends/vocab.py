@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from chatbot.errors import ModelError
+from inference.errors import ModelError
 
 _WORD = re.compile(r"\w+|[^\w\s]")
 
