@@ -231,13 +231,13 @@ def test_openai_backend_refuses_a_wrong_model_name_at_startup(server, hf_tokeniz
 
 @pytest.mark.parametrize("mode", ["logits", "pointwise"])
 def test_llamacpp_ranks_the_fixed_turns_like_transformers(llm, cpp, mode) -> None:
-    turns = fixed_turns()
+    turns = fixed_turns()[: 8 if mode == "logits" else 4]  # pointwise: 20 rows per turn
     got = agreement(rank_turns(llm, turns, mode), rank_turns(cpp, turns, mode))
     assert got.top1 >= MIN_TOP1 and got.kendall_tau >= MIN_MEAN_TAU, got
 
 
 def test_openai_backend_ranks_like_the_same_engine_in_process(cpp, http) -> None:
-    turns = fixed_turns()[:4]  # each label row is one or more HTTP requests
+    turns = fixed_turns()[:3]  # each label row is one or more HTTP requests
     got = agreement(rank_turns(cpp, turns), rank_turns(http, turns))
     assert got.top1 == 1.0 and got.kendall_tau >= SAME_ENGINE_MIN_TAU, got
 
