@@ -296,6 +296,7 @@ def test_llamacpp_streams_the_same_tokens_as_generate_even_interleaved(cpp) -> N
     assert got == [want_a, want_b]
     allowed = cpp.vocabulary_of(["a quiet night drive in the city."])
     assert set(cpp.stream_ids(a, 12, allowed=allowed)) <= allowed
+    assert "".join(cpp.stream_text(b, 16)) == cpp.generate([b], 16)[0]
 
 
 def test_openai_backend_streams_the_server_text(http) -> None:
@@ -303,6 +304,7 @@ def test_openai_backend_streams_the_server_text(http) -> None:
     (want,) = http.generate([prompt], 16)
     streamed = list(http.stream_ids(prompt, 16))
     assert streamed and http.tokenizer.decode(streamed).strip() == want
+    assert "".join(http.stream_text(prompt, 16)).strip() == want
     allowed = http.vocabulary_of(["a quiet night drive in the city."])
     text = http.tokenizer.decode(list(http.stream_ids(prompt, 10, allowed=allowed)))
     assert spelled_by(text, {http.tokenizer.decode([i]) for i in allowed})

@@ -38,6 +38,7 @@ from inference.backends.vocab import (
     vocabulary_ids,
 )
 from inference.errors import ModelError
+from inference.generation import Generation
 from inference.llm import LLMStats
 from inference.prefix_cache import common_prefix_length
 
@@ -190,6 +191,8 @@ class LlamaCppLLM:
                 self.stats.decode_s += time.perf_counter() - started
                 out.append(ids)
         return out
+
+    stream_text = Generation.stream_text  # text pieces of `stream_ids` (the reply writer)
 
     def stream_ids(
         self,

@@ -41,6 +41,7 @@ from inference.backends.vocab import (
     vocabulary_ids,
 )
 from inference.errors import ModelError
+from inference.generation import Generation
 from inference.llm import LLMStats
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,8 @@ class OpenAIHTTPLLM:
             log.warning("constrained output left its vocabulary: %r", text[:80])
             return ""
         return text
+
+    stream_text = Generation.stream_text  # text pieces of `stream_ids` (the reply writer)
 
     def stream_ids(
         self,

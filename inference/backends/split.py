@@ -75,5 +75,8 @@ class TaskSplitLLM:
     def stream_ids(self, prompt: str, max_new_tokens: int, **kwargs: Any) -> Iterator[int]:
         return self.writer.stream_ids(prompt, max_new_tokens, **kwargs)
 
+    def stream_text(self, prompt: str, max_new_tokens: int, **kwargs: Any) -> Iterator[str]:
+        return self.writer.stream_text(prompt, max_new_tokens, **kwargs)
+
     def decode(self, ids: list[int]) -> str:
         return self.writer.decode(ids)
