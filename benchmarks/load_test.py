@@ -2,6 +2,10 @@
 
     # start a server (index the demo catalog, `recochat chat` on a free loopback port), 24 x 10:
     python benchmarks/load_test.py --sessions 24 --turns 10 --no-reasons
+    # a backend against transformers-unbatched in the same run (two servers, one after the
+    # other; the figures side by side and the turns/s speed-up):
+    python benchmarks/load_test.py --backend llamacpp --batching --sessions 20 --turns 10 \
+        --home runs/load-home --json runs/load_llamacpp.json
     # or drive a server that is already running (started with the same catalog):
     python benchmarks/load_test.py --url http://127.0.0.1:7860/ --sessions 24 --turns 10
 
@@ -190,7 +194,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
+def start_server(
+    args: argparse.Namespace, engine: list[str] | None = None
+) -> tuple[str, subprocess.Popen]:
+    """Index, then `recochat chat` on a free port; `engine`: its LLM backend flags."""
     env = dict(os.environ)  # `python -m recochat` sets its env defaults itself
     env["RECOCHAT_SERVER__CONCURRENCY"] = str(args.concurrency)
     env["RECOCHAT_SERVER__MAX_QUEUE"] = str(args.max_queue)
@@ -201,9 +208,9 @@ def start_server(args: argparse.Namespace) -> tuple[str, subprocess.Popen]:
     print(f"indexing {args.catalog} ...", flush=True)
     subprocess.run([*cli, "index", "--catalog", args.catalog, *common], env=env, check=True)
     port = free_port()
-    log = open(args.server_log, "w")  # noqa: SIM115 (lives as long as the server)
+    log = open(args.server_log, "a")  # noqa: SIM115 (lives as long as the server)
     server = subprocess.Popen(
-        [*cli, "chat", "--host", "127.0.0.1", "--port", str(port), *common],
+        [*cli, "chat", "--host", "127.0.0.1", "--port", str(port), *common, *(engine or [])],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -244,14 +251,86 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--auth", help="user:pass of the server")
     p.add_argument("--server-log", default="load_test_server.log")
     p.add_argument("--json", dest="json_out", help="also write the figures to this file")
+    p.add_argument(
+        "--backend",
+        choices=["transformers", "llamacpp", "openai"],
+        help="LLM backend of the started server; run after a transformers-unbatched baseline "
+        "in the same run (turns/s side by side)",
+    )
+    p.add_argument("--batching", action="store_true", help="llm.batching on the --backend server")
+    p.add_argument("--base-url", help="openai: a running server (default: start llama.cpp's)")
+    p.add_argument(
+        "--baseline",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --backend: first run transformers-unbatched",
+    )
     args = p.parse_args(argv)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
 
     catalog = load_catalog_rows(args.catalog)
+    if args.url or not args.backend:
+        figures, failures = run_load(args, args.url, None, catalog, auth)
+        print_figures(figures, failures)
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        return 1 if failures else 0
+    runs: dict[str, Any] = {}
+    ok = True
+    for label, engine in engines(args):
+        print(f"== {label} ==", flush=True)
+        llama = None
+        if "--base-url" in engine and engine[engine.index("--base-url") + 1] == "auto":
+            from evaluation.backend_bench import start_llama_server
+
+            llama, base = start_llama_server()
+            engine[engine.index("--base-url") + 1] = base
+        try:
+            figures, failures = run_load(args, None, engine, catalog, auth)
+        finally:
+            if llama is not None:
+                from evaluation.backend_bench import stop_process
+
+                stop_process(llama)
+        figures["engine"] = engine
+        print_figures(figures, failures)
+        runs[label] = figures
+        ok = ok and not failures
+    if len(runs) == 2:
+        base, cand = runs.values()
+        speedup = cand["turns_per_s"] / base["turns_per_s"] if base["turns_per_s"] else None
+        runs["speedup_turns_per_s"] = speedup
+        print(f"speed-up over transformers-unbatched: {speedup:.2f}x turns/s (target >= 3x)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
+    return 0 if ok else 1
+
+
+def engines(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
+    """(label, server flags): transformers-unbatched first (the baseline), then --backend."""
+    flags = ["--backend", args.backend]
+    if args.backend == "openai":
+        flags += ["--base-url", args.base_url or "auto"]
+    if args.batching:
+        flags.append("--batching")
+    label = args.backend + (" + batching" if args.batching else "")
+    baseline = ("transformers-unbatched", ["--backend", "transformers"])
+    if not args.baseline or flags == baseline[1]:
+        return [(label, flags)]
+    return [baseline, (label, flags)]
+
+
+def run_load(
+    args: argparse.Namespace,
+    url: str | None,
+    engine: list[str] | None,
+    catalog: dict[str, dict],
+    auth: Any,
+) -> tuple[dict[str, Any], list[str]]:
+    """One load run (+ isolation probes and the replay check): its figures and failures."""
     server = None
-    url = args.url
     if url is None:
-        url, server = start_server(args)
+        url, server = start_server(args, engine)
     try:
         run_id = f"{os.getpid()}-{int(time.time())}"
         sessions = make_sessions(args.sessions, args.turns, run_id)
@@ -300,9 +379,13 @@ def main(argv: list[str] | None = None) -> int:
         "concurrency": args.concurrency if server else None,
         "max_queue": args.max_queue if server else None,
     }
+    return figures, errors + violations + mismatches
+
+
+def print_figures(figures: dict[str, Any], failures: list[str]) -> None:
     lat = figures["latency_ms"]
     print(
-        f"turns: {len(latencies)} ok, {len(errors)} errors; feedback calls: "
+        f"turns: {figures['turns_ok']} ok, {figures['errors']} errors; feedback calls: "
         f"{figures['feedback_calls']}"
     )
     print(
@@ -310,21 +393,18 @@ def main(argv: list[str] | None = None) -> int:
         f"max {lat['max']:.0f} ms; server turn p50 {figures['server_total_ms']['p50']:.0f} ms"
     )
     print(
-        f"throughput: {figures['turns_per_s']:.2f} turns/s ({len(latencies)} turns in {wall:.1f} s)"
+        f"throughput: {figures['turns_per_s']:.2f} turns/s ({figures['turns_ok']} turns in {figures['wall_s']:.1f} s)"
     )
     print(
-        f"isolation: {len(violations)} violations (filters and repeats on every turn, "
-        f"{len(done)} feedback probes)"
+        f"isolation: {figures['violations']} violations (filters and repeats on every turn, "
+        f"{figures['sessions']} feedback probes)"
     )
     print(
-        f"replay: {len(mismatches)} of {replayed * args.turns} turns differ when "
-        f"{replayed} sessions are re-run alone"
+        f"replay: {figures['replay_mismatched_turns']} of {figures['replayed_sessions'] * figures['turns_per_session']} turns differ when "
+        f"{figures['replayed_sessions']} sessions are re-run alone"
     )
-    for line in (errors + violations + mismatches)[:20]:
+    for line in failures[:20]:
         print("  " + line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    return 1 if errors or violations or mismatches else 0
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import argparse
 from typing import Any
 
 from chatbot.config import Settings, load_settings
-from inference.settings import RERANK_MODES
+from inference.settings import BACKENDS, RERANK_MODES
 
 
 def add_settings_options(p: argparse.ArgumentParser) -> None:
@@ -33,6 +33,15 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         "--rerank-mode",
         choices=RERANK_MODES,
         help="LLM reranker: lettered list or one yes/no per candidate",
+    )
+    g.add_argument("--backend", choices=BACKENDS, help="LLM engine (llm.backend)")
+    g.add_argument("--base-url", help="openai backend: the server's API root (llm.base_url)")
+    g.add_argument("--gguf", help="llamacpp backend: the GGUF file (llm.gguf)")
+    g.add_argument(
+        "--batching",
+        action="store_const",
+        const=True,
+        help="merge concurrent sessions' generation into shared batches (llm.batching)",
     )
     g.add_argument("--k", dest="k_final", type=int, help="recommendations per turn")
     g.add_argument("--diversity", type=float, help="MMR diversity in [0, 1]")
@@ -57,6 +66,10 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "llm.adapter": get("adapter"),
         "llm.load_in_4bit": get("load_in_4bit"),
         "llm.rerank_mode": get("rerank_mode"),
+        "llm.backend": get("backend"),
+        "llm.base_url": get("base_url"),
+        "llm.gguf": get("gguf"),
+        "llm.batching": get("batching"),
         "retrieval.k_final": get("k_final"),
         "retrieval.diversity": get("diversity"),
         "reasons": get("reasons"),

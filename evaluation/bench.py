@@ -201,6 +201,11 @@ def add_bench_parser(subparsers: Any) -> Any:
     )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     p.add_argument("--out", help="directory for bench.json and PNG plots")
+    p.add_argument(
+        "--backends",
+        help="comma-separated LLM backends to bench side by side, each in a child process "
+        "(e.g. transformers,llamacpp,openai; openai starts llama.cpp's server unless --base-url)",
+    )
     add_settings_options(p)
     p.set_defaults(func=run_bench)
     return p
@@ -209,6 +214,10 @@ def add_bench_parser(subparsers: Any) -> Any:
 def run_bench(args: argparse.Namespace) -> int:
     from chatbot.options import settings_from
 
+    if args.backends:
+        from evaluation.backend_bench import run_backend_bench
+
+        return run_backend_bench(args)
     settings = settings_from(args)
     sizes = [int(x) for x in str(args.scaling_sizes).split(",") if x.strip()]
     out = Path(args.out) if args.out else None

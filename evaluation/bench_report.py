@@ -21,6 +21,7 @@ STAGES = [  # (report name, source key)
     ("reasons", "reasons"),
     ("total", "total"),
 ]
+FIRST_TOKEN_KEYS = ("first_reply_token", "first_token")  # the streamed reply's first token
 TARGETS = {  # CPU targets for the default model on the ReDial catalog
     "first_rec_p50_ms": 1000.0,
     "turn_p50_ms": 2500.0,
@@ -42,6 +43,10 @@ def _pct(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+def _first_token(sample: Any) -> float | None:
+    return next((sample.ms[k] for k in FIRST_TOKEN_KEYS if k in sample.ms), None)
+
+
 def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
     s = bench.samples
     llm = bench.rec.llm
@@ -60,11 +65,15 @@ def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
         "items": extra.get("items"),
         "turns": len(s),
         "device": str(llm.device),
-        "dtype": str(llm.model.dtype).removeprefix("torch."),
+        "backend": bench.settings.llm.backend,
+        "dtype": str(
+            getattr(getattr(llm, "model", None), "dtype", getattr(llm, "dtype", ""))
+        ).removeprefix("torch."),
         "threads": extra.get("threads"),
         "load_avg": extra.get("load_avg"),
         "turn_ms": turn,
         "first_rec_ms": first,
+        "first_reply_token_ms": _pct([v for v in map(_first_token, s) if v is not None]),
         "stages_ms": {name: _pct([x.ms.get(key, 0.0) for x in s]) for name, key in STAGES},
         "naive_turn_ms": naive,
         "ratio_turn_p50": round(turn["p50"] / naive["p50"], 3) if naive["p50"] else None,
@@ -73,6 +82,10 @@ def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
         "turn_cpu_ms": _pct([x.ms["cpu"] for x in s]),
         "naive_turn_cpu_ms": _pct([x.naive_cpu_ms for x in s]),
         "tokens_per_s": round(tokens / decode, 1) if decode else None,
+        # all generation of the run (reasons + the naive chain's free text): decode speed
+        "decode_tokens_per_s": round((tokens + naive_tokens) / (decode + naive_decode), 1)
+        if decode + naive_decode
+        else None,
         "naive_tokens_per_s": round(naive_tokens / naive_decode, 1) if naive_decode else None,
         "prefill_tokens_per_s": round(stats.prompt_tokens / stats.prefill_s, 1)
         if stats.prefill_s

@@ -77,8 +77,33 @@ class LLM(LabelScoring, Generation, ForwardPass):
         )
 
 
-def load_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
-    """Load the configured base model (+ LoRA adapter) for inference."""
+def load_llm(settings: LLMSettings, cache_dir: Path) -> Any:
+    """The engine(s) `llm.backend` / `llm.generate_backend` name, loaded, with `LLM`'s methods
+    (+ `inference.batching` when `llm.batching`)."""
+    ranker = _load_engine(settings, cache_dir, settings.backend)
+    llm = ranker
+    writer_kind = settings.generate_backend or settings.backend
+    if writer_kind != settings.backend:
+        from inference.backends.split import TaskSplitLLM
+
+        llm = TaskSplitLLM(ranker, _load_engine(settings, cache_dir, writer_kind))
+    if settings.batching:
+        from inference.batching import BatchingLLM
+
+        llm = BatchingLLM(llm, window_s=settings.batch_window_ms / 1000)
+    return llm
+
+
+def _load_engine(settings: LLMSettings, cache_dir: Path, backend: str) -> Any:
+    if backend == "transformers":
+        return load_transformers_llm(settings, cache_dir)
+    from inference.backends.load import load_backend
+
+    return load_backend(settings, cache_dir, backend)
+
+
+def load_transformers_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
+    """Load the configured base model (+ LoRA adapter) for inference in-process."""
     adapter = validate_adapter_dir(settings.adapter) if settings.adapter else None
     model, tokenizer = load_base_model(settings, cache_dir)
     if adapter is not None:

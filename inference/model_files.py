@@ -136,7 +136,9 @@ def load_base_model(settings: LLMSettings, cache_dir: Path, *, for_training: boo
     device = _device(settings)
     if settings.load_in_4bit or for_training:
         kwargs["quantization_config"] = bnb_config()
-        kwargs["device_map"] = {"": device}
+        # under `accelerate launch` (one process per GPU), each rank loads onto its own GPU
+        rank = os.environ.get("LOCAL_RANK")
+        kwargs["device_map"] = {"": f"cuda:{rank}" if device == "cuda" and rank else device}
     else:
         kwargs["dtype"] = resolve_dtype(settings.dtype, device)
     try:

@@ -6,15 +6,18 @@ The chatbot's `Settings` nests these under `llm`; finetune and evaluation read t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 BUILTIN_LLM = "builtin:smollm2-135m-instruct"
 
 
 RerankMode = Literal["auto", "logits", "generate", "pointwise"]
 RERANK_MODES: tuple[str, ...] = get_args(RerankMode)[1:]  # the runnable ones ("auto" resolves)
+
+Backend = Literal["transformers", "llamacpp", "openai"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
 
 
 class LLMSettings(BaseModel):
@@ -54,3 +57,73 @@ class LLMSettings(BaseModel):
         1.0, description="Weight of the retrieval-rank prior fused with the LLM scores.", ge=0
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Where the LLM runs.")
+    backend: Backend = Field(
+        "transformers",
+        description="Inference engine: 'transformers' (in-process, the training reference), "
+        "'llamacpp' (a GGUF in-process via llama-cpp-python), 'openai' (any OpenAI-compatible "
+        "completions server: llama.cpp's server, vLLM, ...).",
+    )
+    generate_backend: Backend | None = Field(
+        None,
+        description="Engine for reply/reason generation when it should differ from `backend` "
+        "(ranking stays on `backend`); None: `backend` does everything.",
+    )
+    batching: bool = Field(
+        False,
+        description="Merge concurrent sessions' generation calls into shared batches "
+        "(inference/batching.py); ranking calls are never merged (batch-invariant scores).",
+    )
+    batch_window_ms: float = Field(
+        8.0, ge=0, description="How long a generation call waits for others to join its batch."
+    )
+    gguf: Path | None = Field(
+        None,
+        description="llamacpp: the GGUF file; None: the builtin model's bundled Q4_1 GGUF "
+        "(a fine-tuned adapter: `recochat export-gguf --mode merged`).",
+    )
+    gguf_lora: Path | None = Field(
+        None,
+        description="llamacpp: a llama.cpp LoRA GGUF applied on top of `gguf` "
+        "(`recochat export-gguf --mode lora`).",
+    )
+    n_ctx: int = Field(4096, ge=256, description="llamacpp: context length in tokens.")
+    base_url: str = Field(
+        "", description="openai: the server's API root, e.g. http://127.0.0.1:8080/v1."
+    )
+    served_model: str = Field(
+        "",
+        description="openai: the model name on the server; '' = the only model it serves. "
+        "`model` must still name a local copy of its tokenizer.",
+    )
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="openai: env var holding the API key (local servers: none)."
+    )
+    timeout_s: float = Field(60.0, gt=0, description="openai: seconds per HTTP request.")
+    grammar_field: str | None = Field(
+        "grammar",
+        description="openai: request field for a GBNF grammar (llama.cpp: 'grammar', vLLM: "
+        "'guided_grammar'); None: never send one (outputs are checked instead).",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=lambda: {"repeat_penalty": 1.1},
+        description="openai: extra request fields (vLLM: {repetition_penalty = 1.1}).",
+    )
+
+    @model_validator(mode="after")
+    def _backend_keys(self) -> LLMSettings:
+        engines = {self.backend, self.generate_backend or self.backend}
+        if "openai" in engines and not self.base_url:
+            raise ValueError(
+                "llm.backend 'openai' needs llm.base_url (e.g. http://127.0.0.1:8080/v1)"
+            )
+        if "llamacpp" in engines:
+            if self.adapter is not None and self.gguf is None and self.gguf_lora is None:
+                raise ValueError(
+                    "llm.backend 'llamacpp' runs GGUF files: export the adapter with "
+                    "`recochat export-gguf --adapter DIR --out FILE` and set llm.gguf"
+                )
+            if self.gguf is None and self.model != BUILTIN_LLM:
+                raise ValueError(f"llm.backend 'llamacpp' needs llm.gguf for {self.model!r}")
+        if self.load_in_4bit and engines != {"transformers"}:
+            raise ValueError("llm.load_in_4bit is a transformers option (GGUFs are quantized)")
+        return self

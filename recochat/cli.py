@@ -29,9 +29,16 @@ def _subcommand_hooks() -> list[Callable[[Any], Any]]:
     from evaluation.bench import add_bench_parser
     from evaluation.cli import add_eval_parser
     from finetune.cli import add_finetune_parser
+    from finetune.export_cli import add_export_gguf_parser
     from finetune.ranker_cli import add_fit_ranker_parser
 
-    return [add_eval_parser, add_finetune_parser, add_bench_parser, add_fit_ranker_parser]
+    return [
+        add_eval_parser,
+        add_finetune_parser,
+        add_export_gguf_parser,
+        add_bench_parser,
+        add_fit_ranker_parser,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:
