@@ -29,12 +29,11 @@ LLAMA_CPP_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AM
 LLAMA_CPP_CONVERT := $(VENV)/share/llama-cpp-convert
 $(VENV)/.llama-cpp: $(VENV)/.installed
 	@$(BIN)/python -c "import importlib.metadata as m; assert m.version('llama_cpp_python') == '$(LLAMA_CPP_VERSION)'" 2>/dev/null \
-	  || CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" $(BIN)/pip install -q --no-binary llama-cpp-python \
-	       'llama-cpp-python[server]==$(LLAMA_CPP_VERSION)' sentencepiece==0.2.3
-	@test -f $(LLAMA_CPP_CONVERT)/convert_hf_to_gguf.py || { \
-	  tmp=$$(mktemp -d) && \
+	  && test -f $(LLAMA_CPP_CONVERT)/convert_hf_to_gguf.py || { \
+	  tmp=$$(mktemp -d) && sdist=$$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz && \
 	  $(BIN)/pip download -q --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $$tmp && \
-	  tar -xzf $$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz -C $$tmp && \
+	  CMAKE_ARGS="$(LLAMA_CPP_CMAKE)" $(BIN)/pip install -q "$$sdist[server]" sentencepiece==0.2.3 && \
+	  tar -xzf $$sdist -C $$tmp && \
 	  src=$$tmp/llama_cpp_python-$(LLAMA_CPP_VERSION)/vendor/llama.cpp && mkdir -p $(LLAMA_CPP_CONVERT) && \
 	  cp -r $$src/convert_hf_to_gguf.py $$src/convert_lora_to_gguf.py $$src/conversion $$src/gguf-py $(LLAMA_CPP_CONVERT)/ && \
 	  rm -rf $$tmp; }
