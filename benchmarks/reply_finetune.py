@@ -17,77 +17,41 @@ served `ReplyWriter` (constrained decoding + checks); `--ppl-limit` turns score 
 - grounded titles: catalog titles named in the model's replies that the turn allows (picks,
   the user's titles), over all titles they name; ungrounded titles served must be 0;
 - survive checks: model replies served as written (the rest fall back to the template).
+
+Replies are decoded with the served title-span constraint (`chatbot.reply.title_constraint`):
+titles whole and allowed only, a pick forced in when none is named after a few tokens.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
+import platform
 import time
 from pathlib import Path
 from typing import Any
 
-from chatbot.config import LLMSettings, Settings
+from chatbot.config import Settings
 from chatbot.reply.reply_checks import named_titles
 from chatbot.reply.reply_prompt import ReplyInput, reply_prompt
 from chatbot.reply.writer import ReplyWriter
 from chatbot.understanding.mentions import MentionFinder
 from dialogues.importers import load_rec_turns
 from dialogues.split import split_turns
+from evaluation.conversation import bleu_2, distinct_2, perplexity
 from evaluation.protocol import sample_by_dialogue
 from finetune.examples import Catalog
 from finetune.reply_examples import ReplyExampleStats, usable_reply
 from inference.llm import load_llm
+from inference.settings import LLMSettings
 from retrieval.catalog import load_catalog
-
-
-def perplexity(llm: Any, pairs: list[tuple[str, str]], batch: int = 8) -> float:
-    """exp(mean NLL) of each completion's tokens (end-of-turn excluded) after its prompt."""
-    import torch
-
-    tok = llm.tokenizer
-    nll, count = 0.0, 0
-    for start in range(0, len(pairs), batch):
-        rows, spans = [], []
-        for prompt, completion in pairs[start : start + batch]:
-            p = tok(prompt, add_special_tokens=False)["input_ids"]
-            c = tok(completion, add_special_tokens=False)["input_ids"]
-            rows.append(p + c)
-            spans.append((len(p), len(p) + len(c)))
-        width = max(map(len, rows))
-        pad = tok.pad_token_id or 0
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=llm.device)
-        mask = torch.tensor(
-            [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=llm.device
-        )
-        with llm.lock, torch.inference_mode():
-            logits = llm.model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
-        for b, (lo, hi) in enumerate(spans):
-            targets = ids[b, lo:hi]
-            picked = logp[b, lo - 1 : hi - 1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-            nll -= picked.sum().item()
-            count += hi - lo
-    return math.exp(nll / max(count, 1))
-
-
-def distinct_2(texts: list[str]) -> float:
-    grams = [
-        tuple(ws[i : i + 2])
-        for t in texts
-        for ws in [t.lower().split()]
-        for i in range(len(ws) - 1)
-    ]
-    return len(set(grams)) / len(grams) if grams else 0.0
 
 
 def evaluate(
     llm: Any, index: MentionFinder, gen: list[tuple[ReplyInput, str]], ppl: list[tuple[str, str]],
     batch: int,
 ) -> dict[str, Any]:  # fmt: skip
-    from sacrebleu.metrics import BLEU
-
     writer = ReplyWriter(llm, index)
     started = time.perf_counter()
     replies = []
@@ -110,7 +74,7 @@ def evaluate(
             problems[key] = problems.get(key, 0) + 1
     return {
         "perplexity": perplexity(llm, ppl),
-        "bleu2": BLEU(max_ngram_order=2).corpus_score(model_texts, [refs]).score,
+        "bleu2": bleu_2(model_texts, refs),
         "distinct2": distinct_2(model_texts),
         "grounded_title_rate": grounded / named if named else None,
         "titles_named": named,
@@ -155,6 +119,8 @@ def main() -> None:
         for t in sample_by_dialogue([t for t, _ in keyed], args.ppl_limit, args.seed)
     }
     gen = [u for t, u in keyed if (t.dialog_id, t.turn_id) in gen_keys]
+    load_before = os.getloadavg()
+    started = time.perf_counter()
     results: dict[str, Any] = {}
     for name, adapter in (("untuned", None), ("tuned", args.adapter)):
         llm = load_llm(LLMSettings(adapter=adapter), settings.model_cache)
@@ -170,6 +136,14 @@ def main() -> None:
         "n_generated": len(gen),
         "n_perplexity": len(ppl_keys),
         "adapter": str(args.adapter),
+        "decoding": "title-span constraint (chatbot.reply.title_constraint) + reply_checks",
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_start": [round(x, 2) for x in load_before],
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+            "seconds": round(time.perf_counter() - started, 1),
+        },
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,6 +112,18 @@ def add_eval_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=True,
         help="Generate and check reasons on the full system (--no-reasons: ranking only, faster).",
     )
+    p.add_argument(
+        "--replies",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Write and check the reply of each turn on the full system: the report's "
+        "'conversation' metrics (--no-replies: skip them, faster).",
+    )
+    p.add_argument(
+        "--reply-adapter",
+        type=Path,
+        help="LoRA adapter dir of the reply writer (default: llm.reply_adapter).",
+    )
     p.add_argument("--out", required=True, type=Path, help="Output dir for the report.")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=run_eval)
@@ -206,6 +218,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     knobs = {
         "llm.adapter": args.adapter,
+        "llm.reply_adapter": args.reply_adapter,
         "llm.rerank_prior": args.rerank_prior,
         "llm.rerank_mode": args.rerank_mode,
         "reasons": args.reasons,
@@ -277,6 +290,9 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             for run in runs
         }
     }
+    full = next((run for run in runs if run.name == "full"), None)
+    if args.replies and full is not None:
+        report["systems"]["full"]["conversation"] = _conversation(settings, rec, items, full, turns)
     report["catalog_items"] = len(by_id)
     report["dialogues"] = {
         "path": str(args.dialogues),
@@ -307,6 +323,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         "k_eval": K_EVAL,
         "llm": settings.llm.model,
         "adapter": str(args.adapter) if args.adapter else None,
+        "reply_adapter": str(settings.llm.reply_adapter) if settings.llm.reply_adapter else None,
+        "replies": args.replies,
         "rerank_prior": settings.llm.rerank_prior,
         "rerank_mode": rerank_mode_of(settings.llm),  # what the Recommender runs
         "reasons": settings.reasons,
@@ -318,6 +336,20 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     }
     write_report(out_dir, report, runs, turns)
     return report
+
+
+def _conversation(
+    settings: Any, rec: Any, items: list[Item], run: Any, turns: list[EvalTurn]
+) -> dict[str, Any]:
+    """The conversation metrics of the system that writes replies (the product)."""
+    from chatbot.reply.reply_llm import build_reply_writer
+    from chatbot.understanding.mentions import MentionFinder
+    from evaluation.conversation import conversation_metrics
+
+    writer = build_reply_writer(settings, rec.llm, MentionFinder.of(items))
+    rankings = [r.ranked["novel"] for r in run.records]
+    by_id = {it.item_id: it for it in items}
+    return conversation_metrics(writer, turns, rankings, by_id, k_picks=settings.retrieval.k_final)
 
 
 def _make_systems(

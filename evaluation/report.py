@@ -6,7 +6,12 @@ report.json (the contract `recochat eval` was specified with):
                               "raw": {...same...},
                               "out_of_catalog_rate", "reason_unsupported_rate", "coverage",
                               "long_tail_share", "intra_list_diversity",
-                              "latency_ms": {"p50", "p95"}, "n_turns", "n_gold"}},
+                              "latency_ms": {"p50", "p95"}, "n_turns", "n_gold",
+                              # the system that writes replies (full), unless --no-replies:
+                              "conversation": {"reply_survival_rate", "fallback_rate",
+                                  "grounded_title_rate", "titles_named", "ungrounded_titles",
+                                  "distinct2", "bleu2", "perplexity", "n_perplexity",
+                                  "n_replies"}}},
      "catalog_items": int, "dialogues": {...counts, malformed lines...}, "config": {...}}
 
 Rates that a system cannot have (reasons of a system that writes none, a long tail without any
@@ -37,6 +42,19 @@ SYSTEM_KEYS = (
     "latency_ms",
     "n_turns",
     "n_gold",
+)
+
+CONVERSATION_KEYS = (  # report["systems"][name]["conversation"], for the system writing replies
+    "n_replies",
+    "reply_survival_rate",
+    "fallback_rate",
+    "grounded_title_rate",
+    "titles_named",
+    "ungrounded_titles",
+    "distinct2",
+    "bleu2",
+    "perplexity",
+    "n_perplexity",
 )
 
 
@@ -86,6 +104,21 @@ def markdown(
         "titles not in the catalog. Coverage, long tail and diversity are measured on each "
         f"turn's top {LIST_K}.",
     ]
+    talks = {k: v["conversation"] for k, v in report["systems"].items() if "conversation" in v}
+    if talks:
+        lines += [
+            "",
+            "| system | replies | survive checks | fallback | grounded titles | ungrounded served "
+            "| Distinct-2 | BLEU-2 | perplexity of resp |",
+            "|---|" + "---:|" * 8,
+        ]
+        for name, c in talks.items():
+            cells = [
+                c["n_replies"], c["reply_survival_rate"], c["fallback_rate"],
+                c["grounded_title_rate"], c["ungrounded_titles"], c["distinct2"], c["bleu2"],
+                c["perplexity"],
+            ]  # fmt: skip
+            lines.append(f"| {name} | " + " | ".join(map(_fmt, cells)) + " |")
     if d["malformed_lines"]:
         lines.append(f"\n{d['malformed_lines']} malformed dialogue line(s) were skipped.")
     if d["gold_not_in_catalog"]:

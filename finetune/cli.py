@@ -1,4 +1,5 @@
-"""`recochat finetune` (and `python -m finetune`): QLoRA-tune the reranker on dialogues.
+"""`recochat finetune` (and `python -m finetune`): QLoRA-tune the reranker (`--task rerank`,
+the default) or the reply writer (`--task reply`) on dialogues.
 
     recochat finetune --dialogues ../shared/data/redial/valid_data_processed.jsonl \\
         --format redial --catalog ../shared/data/redial/id2info.json --catalog-format redial \\
@@ -6,6 +7,10 @@
     recochat finetune --dialogues .recochat/feedback.sqlite3 --format feedback \\
         --init-adapter runs/ft-redial --max-steps 50 --out runs/ft-feedback
     recochat ask "a heist film" --adapter runs/ft-redial
+    recochat finetune --task reply --dialogues ../shared/data/redial/valid_data_processed.jsonl \\
+        --format redial --catalog ../shared/data/redial/id2info.json --catalog-format redial \\
+        --max-train-examples 256 --max-dev-examples 32 --out runs/reply-adapter
+    RECOCHAT_LLM__REPLY_ADAPTER=runs/reply-adapter recochat chat
 
 Rerunning a command with the same --out resumes from its last checkpoint.
 """
@@ -23,9 +28,16 @@ from retrieval.catalog import CATALOG_FORMATS
 def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "finetune",
-        help="QLoRA-tune the reranker LLM on dialogues or collected feedback",
+        help="QLoRA-tune the reranker (or, --task reply, the reply writer) on dialogues",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--task",
+        choices=["rerank", "reply"],
+        default="rerank",
+        help="rerank: the reranker on the turns' picks; reply: the reply writer on the logged "
+        "responses (needs --catalog; serve with llm.reply_adapter)",
     )
     p.add_argument("--dialogues", required=True, type=Path, help="dialogue file or feedback DB")
     p.add_argument(
@@ -55,6 +67,12 @@ def add_finetune_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-dev-examples", type=int, default=256, help="cap on dev examples (0 = all)"
+    )
+    p.add_argument(
+        "--max-train-examples",
+        type=int,
+        default=1500,
+        help="reply: cap on train examples, a seeded sample (0 = all)",
     )
     p.add_argument(
         "--lora-layers",
@@ -99,6 +117,10 @@ def run_finetune(args: argparse.Namespace) -> int:
         from retrieval.catalog import demo_catalog_path
 
         catalog = demo_catalog_path()
+    if args.task == "reply" and catalog is None:
+        from chatbot.errors import InputError
+
+        raise InputError("--task reply needs --catalog (the catalog the logged picks come from)")
     opts = TrainOptions(
         out=args.out,
         epochs=args.epochs,
@@ -113,6 +135,8 @@ def run_finetune(args: argparse.Namespace) -> int:
         bf16=args.bf16,
         progress=args.progress,
     )
+    if args.task == "reply":
+        return _run_reply(args, settings, catalog, opts)
     job = FinetuneJob(
         dialogues=args.dialogues,
         train=opts,
@@ -139,4 +163,33 @@ def run_finetune(args: argparse.Namespace) -> int:
     )
     print(f"dev: {metrics or 'no dev split'}")
     print(f"serve it: recochat chat --adapter {result.out}")
+    return 0
+
+
+def _run_reply(args: argparse.Namespace, settings: Any, catalog: Path, opts: Any) -> int:
+    from finetune.reply_job import ReplyJob, run
+
+    job = ReplyJob(
+        dialogues=args.dialogues,
+        catalog=catalog,
+        train=opts,
+        fmt=args.format,
+        catalog_format=args.catalog_format,
+        max_train=args.max_train_examples,
+        max_dev=args.max_dev_examples,
+        seed=args.seed,
+        split_seed=args.split_seed,
+    )
+    try:
+        rec = run(job, settings)
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last checkpoint")
+        return 130
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(rec["dev_metrics"].items()))
+    print(
+        f"reply adapter written to {opts.out} ({rec['n_train']} train / {rec['n_dev']} dev "
+        f"examples, step {rec['training']['global_step']}, {rec['training']['seconds']:.0f} s)"
+    )
+    print(f"dev: {metrics or 'no dev split'}")
+    print(f"serve it: RECOCHAT_LLM__REPLY_ADAPTER={opts.out} recochat chat")
     return 0

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from chatbot.reply.reply_prompt import ReplyInput, reply_prompt, should_ask
+from chatbot.reply.reply_prompt import ReplyInput, logged_reply_input, reply_prompt
 from chatbot.understanding.mentions import MentionFinder
 from dialogues.schema import RecTurn
 from finetune.examples import Catalog, Example
@@ -41,37 +41,12 @@ class ReplyExampleStats:
         return asdict(self)
 
 
-def history_of(context: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    """(role, text) pairs of a logged context: the last utterance is the user's and roles
-    alternate backwards from it (as `Recommender.state_from_context` replays them)."""
-    last = len(context) - 1
-    return tuple(
-        ("user" if (last - i) % 2 == 0 else "assistant", text)
-        for i, text in enumerate(context)
-        if text.strip()
-    )
-
-
-def user_titles_of(history: Sequence[tuple[str, str]], index: MentionFinder) -> tuple[str, ...]:
-    """Catalog titles the user named, in order of first mention."""
-    found = [m.title for role, text in history if role == "user" for m in index.find(text)]
-    return tuple(dict.fromkeys(found))
-
-
 def reply_input_of(turn: RecTurn, catalog: Catalog, index: MentionFinder) -> ReplyInput | None:
     """The served reply input of a logged turn, or None when a pick is not in the catalog."""
     picks = [catalog.find(title) for title in turn.gold]
     if any(p is None for p in picks):
         return None
-    history = history_of(turn.context)
-    titles = user_titles_of(history, index)
-    user_texts = [text for role, text in history if role == "user"]
-    return ReplyInput(
-        history=history,
-        picks=tuple(p for p in picks if p is not None),
-        user_titles=titles,
-        ask=should_ask(user_texts, titles),
-    )
+    return logged_reply_input(turn.context, [p for p in picks if p is not None], index)
 
 
 def usable_reply(
@@ -110,7 +85,7 @@ def reply_example(
         completion=response,
         dialog_id=turn.dialog_id,
         turn_id=turn.turn_id,
-        kind="reply",  # type: ignore[arg-type]  # phase B: add "reply" to Example.kind
+        kind="reply",
     )
 
 

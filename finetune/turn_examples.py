@@ -41,7 +41,7 @@ class Example:
     completion: str
     dialog_id: str
     turn_id: int
-    kind: Literal["rerank", "score", "reason"] = "rerank"
+    kind: Literal["rerank", "score", "reason", "reply"] = "rerank"
     n_candidates: int = 0  # lettered candidates in a rerank prompt
 
 

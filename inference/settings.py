@@ -27,6 +27,12 @@ class LLMSettings(BaseModel):
         "already in the local HF cache (HF_HUB_OFFLINE=1 is always set).",
     )
     adapter: Path | None = Field(None, description="LoRA adapter dir made by `recochat finetune`.")
+    reply_adapter: Path | None = Field(
+        None,
+        description="LoRA adapter dir made by `recochat finetune --task reply`: the reply writer "
+        "runs on a second copy of the base model with it merged (unset: the reply uses the "
+        "served LLM).",
+    )
     load_in_4bit: bool = Field(
         False, description="Load the base model in 4-bit NF4 via bitsandbytes (QLoRA-style)."
     )

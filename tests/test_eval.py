@@ -12,7 +12,13 @@ from dialogues.schema import RecTurn
 from evaluation.baselines import NaiveLLMSystem, conversation_text, parse_title_lines
 from evaluation.cli import add_eval_parser
 from evaluation.protocol import resolve_turn, sample_by_dialogue, user_words
-from evaluation.report import META_KEYS, RANKING_KEYS, SYSTEM_KEYS, system_names
+from evaluation.report import (
+    CONVERSATION_KEYS,
+    META_KEYS,
+    RANKING_KEYS,
+    SYSTEM_KEYS,
+    system_names,
+)
 from evaluation.runner import SystemRun, TurnRecord, score
 from evaluation.system_adapters import SystemOutput
 from retrieval.titles import TitleIndex, normalize_title
@@ -255,7 +261,7 @@ def _assert_shape(report: dict, systems: list[str], n_turns: int = 4) -> None:
     assert set(report) == set(META_KEYS)
     for name in systems:
         s = report["systems"][name]
-        assert tuple(s) == SYSTEM_KEYS
+        assert tuple(k for k in s if k != "conversation") == SYSTEM_KEYS
         assert tuple(s["novel"]) == RANKING_KEYS and tuple(s["raw"]) == RANKING_KEYS
         assert set(s["latency_ms"]) == {"p50", "p95"}
         assert s["n_turns"] == n_turns and s["n_gold"] == n_turns  # one gold item per turn
@@ -340,6 +346,12 @@ def test_eval_end_to_end_full_and_naive_llm(
     rows = [json.loads(x) for x in (f["out"] / "turns.jsonl").read_text().splitlines()]
     assert sum(1 for r in rows if r["system"] == "full" and r.get("reasons")) == 2
     assert all("llm_output" in r for r in rows if r["system"] == "naive-llm")
+    talk = full["conversation"]  # the system that writes replies; the naive LLM writes none
+    assert tuple(talk) == CONVERSATION_KEYS and "conversation" not in naive
+    assert talk["n_replies"] == 2 and talk["ungrounded_titles"] == 0
+    assert talk["reply_survival_rate"] + talk["fallback_rate"] == pytest.approx(1.0)
+    assert talk["n_perplexity"] == 2 and talk["perplexity"] > 1.0
+    assert talk["bleu2"] is not None and 0.0 <= talk["distinct2"] <= 1.0
 
 
 def test_dataset_presets_fill_the_data_flags(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -433,3 +433,44 @@ def test_completion_loss_equals_the_full_causal_lm_loss(model_cache) -> None:
     assert ours.item() == pytest.approx(full.item(), rel=1e-4)
     assert logits.shape[1] == len(completion_positions(labels)) < width - 1
     assert int((target != -100).sum()) == int((labels != -100).sum())
+
+
+@pytest.mark.slow
+def test_reply_finetune_via_the_cli_and_served_through_config(
+    tmp_path, demo_home, model_cache, demo_items, llm
+):
+    """`recochat finetune --task reply`: a real two-step QLoRA run on logged responses, then
+    `llm.reply_adapter` serves it on a second LLM that the reply writer uses."""
+    import torch
+
+    from chatbot.reply.reply_llm import build_reply_writer
+    from chatbot.understanding.mentions import MentionFinder
+    from finetune.artifacts import RECORD
+    from recochat.cli import main
+
+    settings = _settings(tmp_path, demo_home, model_cache)
+    path = _write(tmp_path / "d.jsonl", _dialogues(demo_items, 40))
+    out = tmp_path / "reply-run"
+    argv = ["finetune", "--task", "reply", "--dialogues", str(path), "--format", "jsonl",
+            "--catalog", "demo", "--max-steps", "2", "--batch-size", "2", "--grad-accum", "1",
+            "--lr", "2e-3", "--lora-layers", "2", "--max-dev-examples", "4",
+            "--home", str(settings.home), "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    rec = json.loads((out / RECORD).read_text())
+    assert rec["task"] == "reply" and rec["training"]["global_step"] == 2
+    assert rec["n_train"] > 0 and rec["split"]["test"] == "never read"
+    kinds = {json.loads(line)["kind"] for line in (out / "examples" / "train.jsonl").open()}
+    assert kinds == {"reply"}
+
+    served = settings.model_copy(
+        update={"llm": settings.llm.model_copy(update={"reply_adapter": out})}
+    )
+    index = MentionFinder.of(demo_items)
+    writer = build_reply_writer(served, llm, index)
+    assert writer.llm is not llm
+    assert build_reply_writer(settings, llm, index).llm is llm  # unset: the served LLM
+    ids = torch.tensor([llm.tokenizer("Try Collateral, a crime film.")["input_ids"]])
+    with torch.inference_mode():
+        base = llm.model(input_ids=ids).logits
+        tuned = writer.llm.model(input_ids=ids).logits
+    assert not torch.allclose(base, tuned)  # the adapter's weights changed the model

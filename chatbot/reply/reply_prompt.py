@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from chatbot.reply.reason_checks import GENRE_WORDS
 from dialogues.transcript import format_conversation
@@ -59,6 +60,35 @@ class ReplyInput:
     @property
     def user_text(self) -> str:
         return " ".join(text for role, text in self.history if role == "user")
+
+
+def history_of(context: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """(role, text) pairs of a logged context: the last utterance is the user's and roles
+    alternate backwards from it (as `Recommender.state_from_context` replays them)."""
+    last = len(context) - 1
+    return tuple(
+        ("user" if (last - i) % 2 == 0 else "assistant", text)
+        for i, text in enumerate(context)
+        if text.strip()
+    )
+
+
+def user_titles_of(history: Sequence[tuple[str, str]], index: Any) -> tuple[str, ...]:
+    """Catalog titles the user named (`index`: a `MentionFinder`), in order of first mention."""
+    found = [m.title for role, text in history if role == "user" for m in index.find(text)]
+    return tuple(dict.fromkeys(found))
+
+
+def logged_reply_input(context: Sequence[str], picks: Sequence[Item], index: Any) -> ReplyInput:
+    """The served reply input of a logged turn: its context, `picks`, the user's titles and
+    the `should_ask` rule (no answer facts: logged turns carry none)."""
+    history = history_of(context)
+    titles = user_titles_of(history, index)
+    user_texts = [text for role, text in history if role == "user"]
+    return ReplyInput(
+        history=history, picks=tuple(picks), user_titles=titles,
+        ask=should_ask(user_texts, titles),
+    )  # fmt: skip
 
 
 def pick_line(item: Item) -> str:

@@ -6,9 +6,11 @@
         if event.reply is not None:  # the last event: the checked reply
             final = event.reply      # .fallback: replace what was shown with final.text
 
-By construction: decoding is lexically constrained (`LLM.generate`'s allowed-token sets) to the
-words of the allowed titles (the turn's picks and the user's own titles), the facts in play (the
-named picks' facts, the answer facts) and the function words of `prompts/reply_words.txt`. Then
+By construction (`chatbot.reply.title_constraint.TitleConstraint`): a title is named whole or
+not at all, and only an allowed one (the turn's picks, the user's own titles, the titles the
+answer is about); outside titles the reply uses the facts in play (the named picks' facts, the
+answer facts) and the function words of `prompts/reply_words.txt`; a pick is forced in when the
+model has named none after a few tokens. Then
 checked (`chatbot.reply.reply_checks`): a catalog title outside the allowed ones, an unbacked
 fact, no pick named, prompt talk or a loop sends the reply to the template of
 `prompts/reply_fallback.toml`, and `Reply.fallback` says so (the turn counts it).
@@ -30,6 +32,8 @@ from chatbot.reply.reply_prompt import (
     reply_template,
     reply_words,
 )
+from chatbot.reply.title_constraint import FORCE_AFTER, TitleConstraint
+from chatbot.reply.token_stream import stream_text
 from chatbot.understanding.mentions import MentionFinder
 from prompts.loader import render
 
@@ -61,25 +65,47 @@ class ReplyWriter:
         *,
         directory: Path | None = None,
         max_new_tokens: int = MAX_NEW_TOKENS,
+        force_after: int = FORCE_AFTER,
     ):
         self.llm = llm
         self.index = index
         self.directory = directory
         self.max_new_tokens = max_new_tokens
+        self.force_after = force_after
 
     def prompt(self, inp: ReplyInput) -> str:
         return reply_prompt(self.llm, inp, self.directory)
 
     def allowed_tokens(self, inp: ReplyInput) -> set[int]:
-        """Token ids the reply may use: the words of the facts in play and function words."""
-        sources = [*facts_in_play(inp), reply_words(self.directory), PUNCTUATION]
+        """Token ids the reply may use outside titles: the words of the facts in play (titles
+        cut out) and function words."""
+        sources = [*facts_without_titles(inp), reply_words(self.directory), PUNCTUATION]
         return self.llm.vocabulary_of(sources)
+
+    def constraint(self, inp: ReplyInput) -> TitleConstraint:
+        """The title-span constraint of one reply (a fresh object per decoding)."""
+        return TitleConstraint.build(
+            self.llm.tokenizer,
+            titles=inp.allowed_titles,
+            picks=[p.title for p in inp.named_picks],
+            words=self.allowed_tokens(inp),
+            max_new_tokens=self.max_new_tokens,
+            force_after=self.force_after,
+        )
 
     def stream(self, inp: ReplyInput) -> Iterator[ReplyEvent]:
         """The reply as it is decoded; the last event carries the checked `Reply`."""
-        allowed = self.allowed_tokens(inp)
+        constraint = self.constraint(inp)
         shown = ""
-        for piece in self.llm.stream_text(self.prompt(inp), self.max_new_tokens, allowed=allowed):
+        if getattr(self.llm, "model", None) is not None:  # in-process LLM: title-span constrained
+            pieces = stream_text(
+                self.llm, self.prompt(inp), self.max_new_tokens, constraint=constraint
+            )
+        else:  # a serving backend (llama.cpp, HTTP): its word-level allowed set, then the checks
+            pieces = self.llm.stream_text(
+                self.prompt(inp), self.max_new_tokens, allowed=constraint.vocabulary()
+            )
+        for piece in pieces:
             if not shown:
                 piece = piece.lstrip()
             if piece:
@@ -94,13 +120,9 @@ class ReplyWriter:
         return reply
 
     def write_many(self, inputs: Sequence[ReplyInput]) -> list[Reply]:
-        """Batched replies (evaluation): the same decoding as `stream`, one row per input."""
-        if not inputs:
-            return []
-        prompts = [self.prompt(inp) for inp in inputs]
-        allowed = [self.allowed_tokens(inp) for inp in inputs]
-        texts = self.llm.generate(prompts, self.max_new_tokens, allowed_tokens=allowed)
-        return [self.finish(inp, text) for inp, text in zip(inputs, texts, strict=True)]
+        """Replies of many inputs (evaluation): `stream`'s decoding, one input after another
+        (the title constraint changes the allowed tokens per step and row)."""
+        return [self.write(inp) for inp in inputs]
 
     def finish(self, inp: ReplyInput, model_text: str) -> Reply:
         """Check the model's text; serve it, cut at its last full sentence, or the template."""
@@ -118,6 +140,23 @@ class ReplyWriter:
         user_text = reply_template(self.directory).format(**values)
         marked = self.llm.chat_prompt(user_text, system=render("system", None, self.directory))
         return self.llm.cache_head(marked, mark)
+
+
+def facts_without_titles(inp: ReplyInput) -> list[str]:
+    """The facts in play with every allowed title cut out: title words may appear only inside
+    a whole title (the constraint's trie), never loose."""
+    forms = sorted(
+        {f for t in inp.allowed_titles for f in (t, re.sub(r"\s*\(\d{4}\)\s*$", "", t))},
+        key=len,
+        reverse=True,
+    )
+    out = []
+    for text in facts_in_play(inp):
+        for form in forms:
+            if form:
+                text = text.replace(form, " ")
+        out.append(text)
+    return out
 
 
 def complete_sentences(text: str) -> str:
