@@ -3,7 +3,7 @@
     PYTHONPATH=$PWD python benchmarks/reply_finetune.py \\
         --dialogues ../shared/data/redial/valid_data_processed.jsonl \\
         --catalog ../shared/data/redial/id2info.json --adapter /work/scratch/reply-adapter \\
-        --limit 48 --ppl-limit 200 --out runs/reply_finetune.json
+        --limit 16 --ppl-limit 48 --out runs/reply_finetune.json
 
 Turns come from the test split (by dialogue, `split_of`), as reply examples
 (`finetune.reply_examples.usable_reply`: the served prompt; responses serving could not write,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
 import time
@@ -47,6 +48,8 @@ from inference.llm import load_llm
 from inference.settings import LLMSettings
 from retrieval.catalog import load_catalog
 
+log = logging.getLogger("reply_finetune")
+
 
 def evaluate(
     llm: Any, index: MentionFinder, gen: list[tuple[ReplyInput, str]], ppl: list[tuple[str, str]],
@@ -57,6 +60,7 @@ def evaluate(
     replies = []
     for start in range(0, len(gen), batch):
         replies += writer.write_many([inp for inp, _ in gen[start : start + batch]])
+        log.info("%d/%d replies, %.0f s", len(replies), len(gen), time.perf_counter() - started)
     gen_s = time.perf_counter() - started
     model_texts = [r.model_text.strip() or "" for r in replies]
     refs = [resp for _, resp in gen]
@@ -98,10 +102,11 @@ def main() -> None:
     p.add_argument("--adapter", type=Path, required=True, help="the tuned reply adapter")
     p.add_argument("--limit", type=int, default=48, help="test turns given model replies")
     p.add_argument("--ppl-limit", type=int, default=200, help="test turns scored for perplexity")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=8, help="replies per progress line")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     settings = Settings()
     items = load_catalog(args.catalog, args.catalog_format).items
