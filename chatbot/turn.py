@@ -24,6 +24,7 @@ from chatbot.ranking.served_models import interaction_model, learned_ranker
 from chatbot.reply.credit_links import Link
 from chatbot.reply.reason_writer import links_of, write_reasons
 from chatbot.reply.reasons import stop_words
+from chatbot.reply.reply_llm import load_reply_llm
 from chatbot.reply.reply_prompt import ReplyInput
 from chatbot.reply.talk import Said, answer_dict, answer_turn, reply_input, stream_reply
 from chatbot.reply.turn_result import Recommendation, TurnResult, card, no_match_reply
@@ -84,6 +85,8 @@ class Recommender:
         self.weights = fusion_weights(settings.retrieval)
         self.cf = cf if cf is not None else interaction_model(settings)
         self.ranker = ranker if ranker is not None else learned_ranker(settings)
+        # `llm.reply_adapter`: replies on a second copy tuned for them; else on `llm`.
+        self.reply_llm = load_reply_llm(settings.llm, settings.model_cache) if llm else None
 
     # -- catalog-derived lookups (rebuilt when the index version changes) ----------------
     def catalog(self) -> tuple[MentionFinder, CatalogSchema]:
@@ -98,7 +101,9 @@ class Recommender:
                 self._index = MentionFinder.of(items)
                 if self.llm is not None:
                     directory = self.settings.prompts.dir
-                    self._writer = ReplyWriter(self.llm, self._index, directory=directory)
+                    self._writer = ReplyWriter(
+                        self.reply_llm or self.llm, self._index, directory=directory
+                    )
                 self._schema = schema_of(items, self.settings.catalog)
                 if self.collab is None:
                     self.collab = CollabSignals.from_catalog(items)
@@ -341,7 +346,9 @@ class Recommender:
             self.llm.cache_head(self.rerank_prompt(mark, []), mark)
             self.llm.cache_head(self.score_prompt(mark, Candidate(blank, 0.0)), mark)
             writer = ReplyWriter(
-                self.llm, MentionFinder.of(()), directory=self.settings.prompts.dir
+                self.reply_llm or self.llm,
+                MentionFinder.of(()),
+                directory=self.settings.prompts.dir,
             )
             writer.cache_head()
             stop_words()  # the reason checks' word list, loaded once here rather than per turn
