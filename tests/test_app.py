@@ -9,7 +9,9 @@ under test run on a recommender that shares the same model and store with `reaso
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from pathlib import Path
 
 import httpx
 import pytest
@@ -71,12 +73,22 @@ def bot_text(history: list[dict]) -> str:
     return " ".join(part.get("text", "") for part in content)
 
 
+def readme_python_example() -> str:
+    """The README's gradio_client example, as a user would copy it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert match, "README.md has no python example"
+    return match.group(1)
+
+
 def test_readme_example(server, demo_settings, demo_catalog):
-    client = Client(server, verbose=False)
-    result = client.predict(
-        "something like Heat but less violent, after 2000", "my-session", api_name="/recommend"
+    code = readme_python_example()
+    assert '"http://127.0.0.1:7860/"' in code
+    scope: dict = {}
+    exec(
+        compile(code.replace('"http://127.0.0.1:7860/"', repr(server)), "README.md", "exec"), scope
     )
-    print(result["recommendations"][0]["title"], "—", result["recommendations"][0]["reason"])
+    result = scope["result"]
 
     assert set(result) == {"reply", "recommendations", "timings_ms", "filters", "act"}
     assert result["act"] == "request"
