@@ -35,6 +35,7 @@ from chatbot.reply.reply_prompt import (
 from chatbot.reply.title_constraint import FORCE_AFTER, TitleConstraint
 from chatbot.reply.token_stream import stream_text
 from chatbot.understanding.mentions import MentionFinder
+from inference.llm import LLM
 from prompts.loader import render
 
 MAX_NEW_TOKENS = 40  # two short sentences; ~1 s of decoding on 2 cores for the 135M model
@@ -97,7 +98,7 @@ class ReplyWriter:
         """The reply as it is decoded; the last event carries the checked `Reply`."""
         constraint = self.constraint(inp)
         shown = ""
-        if getattr(self.llm, "model", None) is not None:  # in-process LLM: title-span constrained
+        if isinstance(self.llm, LLM):  # in-process transformers: title-span constrained
             pieces = stream_text(
                 self.llm, self.prompt(inp), self.max_new_tokens, constraint=constraint
             )
