@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.config import Settings
-from chatbot.reply.reply_checks import named_titles
 from chatbot.reply.reply_prompt import ReplyInput, reply_prompt
 from chatbot.reply.writer import ReplyWriter
 from chatbot.understanding.mentions import MentionFinder
 from dialogues.importers import load_rec_turns
 from dialogues.split import split_turns
-from evaluation.conversation import bleu_2, distinct_2, perplexity
+from evaluation.conversation import bleu_2, distinct_2, perplexity, title_counts
 from evaluation.protocol import sample_by_dialogue
 from finetune.examples import Catalog
 from finetune.reply_examples import ReplyExampleStats, usable_reply
@@ -64,13 +63,7 @@ def evaluate(
     gen_s = time.perf_counter() - started
     model_texts = [r.model_text.strip() or "" for r in replies]
     refs = [resp for _, resp in gen]
-    named = grounded = served_ungrounded = 0
-    for (inp, _), r in zip(gen, replies, strict=True):
-        allowed = {t.lower() for t in inp.allowed_titles}
-        titles = named_titles(r.model_text, index)
-        named += len(titles)
-        grounded += sum(t.lower() in allowed for t in titles)
-        served_ungrounded += sum(t.lower() not in allowed for t in named_titles(r.text, index))
+    named, grounded, served_ungrounded = title_counts([i for i, _ in gen], replies, index)
     problems: dict[str, int] = {}
     for r in replies:
         for p in r.problems:

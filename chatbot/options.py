@@ -35,6 +35,12 @@ def add_settings_options(p: argparse.ArgumentParser) -> None:
         help="LLM reranker: lettered list or one yes/no per candidate",
     )
     g.add_argument("--backend", choices=BACKENDS, help="LLM engine (llm.backend)")
+    g.add_argument(
+        "--generate-backend",
+        choices=BACKENDS,
+        help="engine for the reply and other generation, ranking staying on --backend "
+        "(llm.generate_backend)",
+    )
     g.add_argument("--base-url", help="openai backend: the server's API root (llm.base_url)")
     g.add_argument("--gguf", help="llamacpp backend: the GGUF file (llm.gguf)")
     g.add_argument(
@@ -67,6 +73,7 @@ def overrides_from(args: argparse.Namespace) -> dict[str, Any]:
         "llm.load_in_4bit": get("load_in_4bit"),
         "llm.rerank_mode": get("rerank_mode"),
         "llm.backend": get("backend"),
+        "llm.generate_backend": get("generate_backend"),
         "llm.base_url": get("base_url"),
         "llm.gguf": get("gguf"),
         "llm.batching": get("batching"),

@@ -1,7 +1,9 @@
 """`recochat bench --backends transformers,llamacpp,openai`: the bench once per backend, each in
-its own child process (`recochat bench --backend X --no-scaling --json`), side by side.
+its own child process (`recochat bench --backend X --no-scaling --no-naive --json`), side by
+side. `A+B` ranks on engine A and writes on engine B (`llm.generate_backend`).
 
-    recochat bench --backends transformers,llamacpp,openai --turns 24 --out runs/bench-backends
+    recochat bench --backends transformers,llamacpp,openai,transformers+llamacpp --turns 24 \
+        --out runs/bench-backends
 
 `openai` runs against `python -m llama_cpp.server` serving the builtin GGUF, started on a free
 loopback port for the run (or against `--base-url URL`, left as it is). Writes
@@ -37,7 +39,7 @@ COLUMNS = [  # (header, path in a child's bench.json)
 
 def run_backend_bench(args: argparse.Namespace) -> int:
     names = [b.strip() for b in str(args.backends).split(",") if b.strip()]
-    unknown = [b for b in names if b not in BACKENDS]
+    unknown = [b for b in names if any(e not in BACKENDS for e in b.split("+")) or b.count("+") > 1]
     if unknown:
         from chatbot.errors import ConfigError
 
@@ -48,7 +50,7 @@ def run_backend_bench(args: argparse.Namespace) -> int:
     for name in names:
         server = None
         base_url = getattr(args, "base_url", None)
-        if name == "openai" and not base_url:
+        if "openai" in name.split("+") and not base_url:
             server, base_url = start_llama_server()
         try:
             results[name] = _child(args, name, out / name, base_url)
@@ -65,22 +67,27 @@ def run_backend_bench(args: argparse.Namespace) -> int:
 
 
 def _child(args: argparse.Namespace, name: str, out: Path, base_url: str | None) -> dict:
+    ranking, _, generation = name.partition("+")
     cmd = [
-        sys.executable, "-m", "recochat", "bench", "--no-scaling", "--json",
-        "--turns", str(args.turns), "--catalog", args.catalog, "--backend", name,
+        sys.executable, "-m", "recochat", "bench", "--no-scaling", "--no-naive", "--json",
+        "--turns", str(args.turns), "--catalog", args.catalog, "--backend", ranking,
         "--out", str(out),
     ]  # fmt: skip
+    if generation:
+        cmd += ["--generate-backend", generation]
     for flag, value in (
+        ("--catalog-format", args.catalog_format),
         ("--home", args.home),
         ("--model", args.model),
         ("--adapter", args.adapter),
         ("--rerank-mode", args.rerank_mode),
         ("--gguf", args.gguf),
         ("--conversations", args.conversations),
+        ("--conversations-format", args.conversations and args.conversations_format),
     ):
         if value:
             cmd += [flag, str(value)]
-    if name == "openai":
+    if "openai" in (ranking, generation):
         cmd += ["--base-url", str(base_url)]
     if args.reasons is False:
         cmd.append("--no-reasons")

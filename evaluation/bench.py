@@ -109,7 +109,7 @@ class Bench:
     _ids: set[str] | None = None
 
     def turn(self, state: Any, naive_history: list[tuple[str, str]], message: str) -> TurnSample:
-        llm = self.rec.llm
+        llm = self.writing_llm()
         tokens0, decode0 = llm.stats.generated_tokens, llm.stats.decode_s
         self.embedder.ms = self.store.ms = 0.0
         cpu0 = time.process_time()
@@ -128,6 +128,8 @@ class Bench:
             generated_tokens=llm.stats.generated_tokens - tokens0,
             decode_s=llm.stats.decode_s - decode0,
         )
+        if self.naive is None:  # --no-naive
+            return sample
         from dialogues.transcript import format_conversation
 
         naive_history.append(("user", message))
@@ -143,6 +145,12 @@ class Bench:
         sample.naive_decode_s = llm.stats.decode_s - decode0
         return sample
 
+    def writing_llm(self) -> Any:
+        """The engine that writes the reply, whose stats count its tokens: the reply LLM, the
+        generation engine of a task split (`llm.generate_backend`), else the served LLM."""
+        llm = self.rec.reply_llm or self.rec.llm
+        return getattr(llm, "writer", llm)
+
     def catalog_ids(self) -> set[str]:
         if self._ids is None:
             self._ids = {it.item_id for it in self.store.all_items()}
@@ -154,7 +162,8 @@ class Bench:
         from chatbot.understanding.state import DialogueState
 
         list(self.rec.stream(DialogueState(), WARMUP[0]))  # lazies, the static prefix cache
-        self.naive.out_of_catalog("")  # builds its title index outside the timed turns
+        if self.naive is not None:
+            self.naive.out_of_catalog("")  # builds its title index outside the timed turns
         while len(self.samples) < turns:
             for conversation in conversations:
                 state, history = DialogueState(), []
@@ -167,7 +176,7 @@ class Bench:
                         f"turn {len(self.samples)}/{turns}: {sample.ms['total']:.0f} ms "
                         f"(first rec {sample.ms.get('first_rec', 0):.0f}), "
                         f"naive {sample.naive_ms:.0f} ms"
-                    )
+                    )  # naive 0 with --no-naive
 
 
 def add_bench_parser(subparsers: Any) -> Any:
@@ -199,12 +208,19 @@ def add_bench_parser(subparsers: Any) -> Any:
         default=True,
         help="replay the turns (--no-latency with --scaling: the scaling curve only, no LLM)",
     )
+    p.add_argument(
+        "--naive",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also answer each turn with the naive RAG chain, for the ours/naive ratio",
+    )
     p.add_argument("--json", action="store_true", help="print the JSON report instead of a table")
     p.add_argument("--out", help="directory for bench.json and PNG plots")
     p.add_argument(
         "--backends",
         help="comma-separated LLM backends to bench side by side, each in a child process "
-        "(e.g. transformers,llamacpp,openai; openai starts llama.cpp's server unless --base-url)",
+        "(e.g. transformers,llamacpp,openai; openai starts llama.cpp's server unless "
+        "--base-url; RANKING+GENERATION, e.g. transformers+llamacpp, splits the tasks)",
     )
     add_settings_options(p)
     p.set_defaults(func=run_bench)
@@ -304,7 +320,7 @@ def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], No
     extra["threads"] = torch.get_num_threads()
     store = TimedStore(raw)
     rec = Recommender(settings, store, llm, collab)
-    naive = NaiveRAG(llm, raw, prompt_dir=settings.prompts.dir)
+    naive = NaiveRAG(llm, raw, prompt_dir=settings.prompts.dir) if args.naive else None
     return Bench(settings, rec, naive, embedder, store), extra
 
 

@@ -24,6 +24,7 @@ STAGES = [  # (report name, source key)
 FIRST_TOKEN_KEYS = ("first_reply_token", "first_token")  # the streamed reply's first token
 TARGETS = {  # CPU targets for the default model on the ReDial catalog
     "first_rec_p50_ms": 1000.0,
+    "first_reply_token_p50_ms": 1000.0,
     "turn_p50_ms": 2500.0,
     "ratio_turn_p50": 0.6,
     "retrieval_100k_p50_ms": 15.0,
@@ -52,7 +53,7 @@ def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
     llm = bench.rec.llm
     turn = _pct([x.ms["total"] for x in s])
     first = _pct([x.ms.get("first_rec", x.ms["total"]) for x in s])
-    naive = _pct([x.naive_ms for x in s])
+    naive = _pct([x.naive_ms for x in s if x.naive_ms])  # none with --no-naive
     tokens = sum(x.generated_tokens for x in s)
     decode = sum(x.decode_s for x in s)
     naive_tokens = sum(x.naive_tokens for x in s)
@@ -76,11 +77,11 @@ def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
         "first_reply_token_ms": _pct([v for v in map(_first_token, s) if v is not None]),
         "stages_ms": {name: _pct([x.ms.get(key, 0.0) for x in s]) for name, key in STAGES},
         "naive_turn_ms": naive,
-        "ratio_turn_p50": round(turn["p50"] / naive["p50"], 3) if naive["p50"] else None,
-        "ratio_first_rec_p50": round(first["p50"] / naive["p50"], 3) if naive["p50"] else None,
+        "ratio_turn_p50": round(turn["p50"] / naive["p50"], 3) if naive["p50"] > 0 else None,
+        "ratio_first_rec_p50": round(first["p50"] / naive["p50"], 3) if naive["p50"] > 0 else None,
         # Process CPU time (all threads): the work done, much less sensitive to machine load.
         "turn_cpu_ms": _pct([x.ms["cpu"] for x in s]),
-        "naive_turn_cpu_ms": _pct([x.naive_cpu_ms for x in s]),
+        "naive_turn_cpu_ms": _pct([x.naive_cpu_ms for x in s if x.naive_ms]),
         "tokens_per_s": round(tokens / decode, 1) if decode else None,
         # all generation of the run (reasons + the naive chain's free text): decode speed
         "decode_tokens_per_s": round((tokens + naive_tokens) / (decode + naive_decode), 1)
@@ -120,6 +121,7 @@ def summarize(bench: Any, extra: dict[str, Any]) -> dict[str, Any]:
 def _targets(r: dict[str, Any]) -> dict[str, Any]:
     values = {
         "first_rec_p50_ms": r["first_rec_ms"]["p50"],
+        "first_reply_token_p50_ms": r["first_reply_token_ms"]["p50"],
         "turn_p50_ms": r["turn_ms"]["p50"],
         "ratio_turn_p50": r["ratio_turn_p50"],
         "retrieval_100k_p50_ms": r["retrieval_ms_at"].get("100000"),
@@ -131,7 +133,10 @@ def _targets(r: dict[str, Any]) -> dict[str, Any]:
     for key, target in TARGETS.items():
         value = values[key]
         higher_is_better = key == "index_items_per_s"
-        ok = None if value is None else (value >= target if higher_is_better else value <= target)
+        if value is None or value != value:  # not measured (None or NaN)
+            ok = None
+        else:
+            ok = value >= target if higher_is_better else value <= target
         out[key] = {"target": target, "value": value, "ok": ok}
     return out
 

@@ -94,13 +94,7 @@ def conversation_metrics(
         picks = [records[i] for i in t.ranking_for("novel", ranked, k_picks) if i in records]
         inputs.append(logged_reply_input(t.turn.context, picks, index))
     replies = writer.write_many(inputs)
-    named = grounded = ungrounded = 0
-    for inp, reply in zip(inputs, replies, strict=True):
-        allowed = {title.lower() for title in inp.allowed_titles}
-        titles = named_titles(reply.model_text, index)
-        named += len(titles)
-        grounded += sum(title.lower() in allowed for title in titles)
-        ungrounded += sum(title.lower() not in allowed for title in named_titles(reply.text, index))
+    named, grounded, ungrounded = title_counts(inputs, replies, index)
     n = len(replies)
     survived = sum(not r.fallback for r in replies)
     texts = [r.model_text for r in replies]
@@ -131,3 +125,18 @@ def conversation_metrics(
         out["perplexity"] = perplexity(writer.llm, pairs)
         out["n_perplexity"] = len(pairs)
     return out
+
+
+def title_counts(inputs, replies, index) -> tuple[int, int, int]:
+    """(titles the model named, of them allowed, titles outside the allowed ones in what was
+    served) over paired `ReplyInput`s and `Reply`s; a shared name said without a year is read
+    as the title in play, as the reply checks read it."""
+    named = grounded = ungrounded = 0
+    for inp, reply in zip(inputs, replies, strict=True):
+        allowed = {title.lower() for title in inp.allowed_titles}
+        titles = named_titles(reply.model_text, index, inp.allowed_titles)
+        named += len(titles)
+        grounded += sum(title.lower() in allowed for title in titles)
+        served = named_titles(reply.text, index, inp.allowed_titles)
+        ungrounded += sum(title.lower() not in allowed for title in served)
+    return named, grounded, ungrounded

@@ -139,15 +139,24 @@ class Generation:
         stop: str | None = "\n",
         allowed: set[int] | None = None,
         one_sentence: bool = False,
+        constraint: Any = None,
     ) -> Iterator[int]:
         """`generate_ids([prompt], ...)[0]`, each token yielded as soon as it is picked.
 
         The same step as `generate_ids` (`_Step`). The model lock is held per step, never
         across a `yield`: a consumer may resume the generator on another thread (Gradio does),
         and other requests' steps may run between two of ours.
+
+        `constraint` (e.g. `chatbot.reply.title_constraint.TitleConstraint`): before each step,
+        `constraint.allowed(ids_so_far)` names the ids that step may pick (None: any of
+        `allowed`); `constraint.vocabulary()` is `allowed` when that is None. Where it allows
+        exactly one token (the rest of a title), that token is taken without a step of its
+        own, and one forward pass runs the whole span.
         """
         import torch
 
+        if constraint is not None and allowed is None:
+            allowed = constraint.vocabulary()
         row = self._encode(prompt)
         eos = self._eos_ids()
         vocab = self.model.config.vocab_size
@@ -156,23 +165,31 @@ class Generation:
             hidden, cache, _ = self._prefill([row], max_new_tokens)
             step = _Step(self, [row], cols, None, hidden.device)
         out: list[int] = []
-        for i in range(max_new_tokens):
+        while len(out) < max_new_tokens:
             with self.lock, torch.inference_mode():
                 started = time.perf_counter()
-                token = step.pick(hidden, [False])[0]
+                only = constraint.allowed(out) if constraint is not None else None
+                token = step.pick(hidden, [False], None if only is None else [only])[0]
                 if token in eos:
                     self.stats.decode_s += time.perf_counter() - started
                     return
-                out.append(token)
-                step.add(0, token)
-                last = i == max_new_tokens - 1 or _stops(
-                    self.tokenizer.decode(out).strip(), stop, one_sentence
-                )
-                if not last:
-                    hidden = self._forward(torch.tensor([[token]], device=hidden.device), cache)
-                self.stats.generated_tokens += 1
+                fed: list[int] = []
+                last = False
+                while True:
+                    out.append(token)
+                    step.add(0, token)
+                    fed.append(token)
+                    last = len(out) == max_new_tokens or _stops(
+                        self.tokenizer.decode(out).strip(), stop, one_sentence
+                    )
+                    token = _forced(constraint, out, eos) if not last else None
+                    if token is None:
+                        break
+                if not last:  # one forward for the picked token and the forced ones after it
+                    hidden = self._forward(torch.tensor([fed], device=hidden.device), cache)
+                self.stats.generated_tokens += len(fed)
                 self.stats.decode_s += time.perf_counter() - started
-            yield token
+            yield from fed
             if last:
                 return
 
@@ -183,12 +200,16 @@ class Generation:
         *,
         stop: str | None = "\n",
         allowed: set[int] | None = None,
+        constraint: Any = None,
     ) -> Iterator[str]:
         """Text pieces of `stream_ids`, in order; joined, they are the decoded output up to
         `stop` (excluded). A piece is held back while it ends inside a multi-byte character."""
         ids: list[int] = []
         shown = ""
-        for token in self.stream_ids(prompt, max_new_tokens, stop=stop, allowed=allowed):
+        tokens = self.stream_ids(
+            prompt, max_new_tokens, stop=stop, allowed=allowed, constraint=constraint
+        )
+        for token in tokens:
             ids.append(token)
             text = self.tokenizer.decode(ids, skip_special_tokens=True)
             if stop and stop in text:
@@ -228,8 +249,8 @@ class _Step:
             return list(tokens)
         return [c for c in map(self.col_of.get, tokens) if c is not None]
 
-    def pick(self, hidden, finished: list[bool]) -> list[int]:
-        """The next token id of each row."""
+    def pick(self, hidden, finished: list[bool], only: list[set[int]] | None = None) -> list[int]:
+        """The next token id of each row; `only[b]`: the ids row b may pick at this step."""
         import torch
 
         scores = self.llm._project(hidden, self.head, self.cols)
@@ -239,10 +260,18 @@ class _Step:
         scores = torch.where(self.seen, penalized, scores)
         if self.allowed is not None:
             scores = scores + self.allowed
+        if only is not None:
+            keep = torch.full_like(scores, float("-inf"))
+            for b, ids in enumerate(only):
+                keep[b, self._cols(ids)] = 0.0
+            scores = scores + keep
         for b, hist in enumerate(self.history):
             banned = self.ngrams[b].get(tuple(hist[-(NO_REPEAT_NGRAM - 1) :]))
             if banned and not finished[b]:
+                before = scores[b].clone()
                 scores[b, self._cols(banned)] = float("-inf")
+                if not torch.isfinite(scores[b]).any():  # the 3-gram rule left nothing allowed
+                    scores[b] = before
         picked = scores.argmax(-1).tolist()
         return picked if self.cols is None else [self.cols[c] for c in picked]
 
@@ -250,6 +279,21 @@ class _Step:
         self.history[b].append(token)
         self.seen[b, self._cols([token])] = True
         _ngram_add(self.ngrams[b], self.history[b])
+
+
+def _forced(constraint: Any, out: list[int], eos: set[int]) -> int | None:
+    """The one token `constraint` allows after `out` (inside a title), else None.
+
+    Greedy picks it whatever the scores (the 3-gram rule gives way when it would leave
+    nothing), so it is appended without scoring a step, and the forward pass runs it
+    together with the token before it (jump-forward decoding)."""
+    if constraint is None:
+        return None
+    allowed = constraint.allowed(out)
+    if allowed is None or len(allowed) != 1:
+        return None
+    (token,) = allowed
+    return None if token in eos else token
 
 
 def _stops(text: str, stop: str | None, one_sentence: bool) -> bool:

@@ -13,6 +13,7 @@ from chatbot.reply.reply_prompt import ReplyInput, pick_line, reply_prompt, shou
 from chatbot.reply.writer import ReplyWriter, complete_sentences, template_reply
 from chatbot.understanding.mentions import MentionFinder
 from retrieval.catalog import demo_catalog_path, load_catalog
+from retrieval.types import Item
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
 
@@ -157,3 +158,18 @@ def test_reply_examples_use_the_served_prompt(llm, writer, demo_items):
     other = RecTurn("d1", 4, turn.context, (), ("Collateral",), "Or Titanic?", (None,))
     assert reply_example(other, catalog, writer.index, llm, stats) is None
     assert stats.names_other_title == 1
+
+
+def test_a_shared_name_without_its_year_is_the_title_in_play():
+    """ReDial lists "The Revenant (2009)" and "The Revenant (2015)": a reply that says "The
+    Revenant" about the 2015 pick names the pick, not the other film."""
+    older = Item("r1", "The Revenant (2009)", "A zombie comedy.", {"year": 2009, "popularity": 9})
+    pick = Item("r2", "The Revenant (2015)", "A frontier survival drama.", {"year": 2015})
+    index = MentionFinder.of([older, pick])
+    text = "You might like The Revenant tonight."
+    assert named_titles(text, index) == ["The Revenant (2009)"]  # alone: the popular one
+    assert named_titles(text, index, ["The Revenant (2015)"]) == ["The Revenant (2015)"]
+    inp = ReplyInput(history=(("user", "a survival film"),), picks=(pick,))
+    assert reply_problems(text, inp, index) == []
+    said_year = "You might like The Revenant (2009) tonight."
+    assert "<names The Revenant (2009)>" in reply_problems(said_year, inp, index)

@@ -10,7 +10,6 @@ import pytest
 from chatbot.reply.reply_checks import named_titles, names_title
 from chatbot.reply.reply_prompt import ReplyInput, should_ask
 from chatbot.reply.title_constraint import TitleConstraint, title_forms
-from chatbot.reply.token_stream import stream_ids
 from chatbot.reply.writer import ReplyWriter
 from chatbot.understanding.mentions import MentionFinder
 from retrieval.catalog import demo_catalog_path, load_catalog
@@ -92,10 +91,23 @@ CASES = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def cpp_writer(demo_items):
+    """The same writer on in-process llama.cpp (the bundled GGUF)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is built by `make setup`")
+    from inference.backends.llamacpp import LlamaCppLLM
+    from inference.model_files import builtin_gguf_path
+
+    return ReplyWriter(LlamaCppLLM(builtin_gguf_path()), MentionFinder.of(demo_items.values()))
+
+
+@pytest.mark.parametrize("engine", ["transformers", "llamacpp"])
 @pytest.mark.parametrize(("message", "picks", "user_titles"), CASES)
 def test_replies_name_a_pick_and_no_partial_or_foreign_title(
-    llm, writer, demo_items, message, picks, user_titles
+    request, demo_items, engine, message, picks, user_titles
 ):
+    writer = request.getfixturevalue("writer" if engine == "transformers" else "cpp_writer")
+    llm = writer.llm
     inp = ReplyInput(
         history=(("user", message),),
         picks=tuple(demo_items[t] for t in picks),
@@ -103,7 +115,7 @@ def test_replies_name_a_pick_and_no_partial_or_foreign_title(
         ask=should_ask([message], list(user_titles)),
     )
     constraint = writer.constraint(inp)
-    ids = list(stream_ids(llm, writer.prompt(inp), writer.max_new_tokens, constraint=constraint))
+    ids = list(llm.stream_ids(writer.prompt(inp), writer.max_new_tokens, constraint=constraint))
     for i, token in enumerate(ids):  # every step picked a token the constraint allowed
         assert token in constraint.allowed(ids[:i])
     text = llm.tokenizer.decode(ids, skip_special_tokens=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 
 from chatbot.reply.reason_checks import unsupported_claims
 from chatbot.reply.reply_prompt import ReplyInput, facts_in_play
@@ -24,9 +25,10 @@ _TOKENS = re.compile(r"[a-z']+|[^\sa-z']")
 MIN_WORDS = 3
 
 
-def named_titles(text: str, index: MentionFinder) -> list[str]:
-    """Catalog titles `text` names, in order (the product's one title matcher)."""
-    return [m.title for m in index.find(text)]
+def named_titles(text: str, index: MentionFinder, in_play: Iterable[str] = ()) -> list[str]:
+    """Catalog titles `text` names, in order (the product's one title matcher); a name that
+    several titles share, said without a year, is read as the one in play."""
+    return [m.title for m in index.find(text, prefer=in_play)]
 
 
 def names_title(text: str, title: str) -> bool:
@@ -43,7 +45,8 @@ def reply_problems(text: str, inp: ReplyInput, index: MentionFinder) -> list[str
     if len(words) < MIN_WORDS:
         return ["<too short>"]
     allowed = {t.lower() for t in inp.allowed_titles}
-    problems += [f"<names {t}>" for t in named_titles(text, index) if t.lower() not in allowed]
+    named = named_titles(text, index, inp.allowed_titles)
+    problems += [f"<names {t}>" for t in named if t.lower() not in allowed]
     support = " ".join([*facts_in_play(inp), inp.user_text])
     backing = Item(item_id="", title=" ; ".join(inp.allowed_titles), text=support)
     problems += unsupported_claims(text, backing, "")

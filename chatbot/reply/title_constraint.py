@@ -18,7 +18,7 @@ pick is named yet, outside a title the next token must start a pick, and the spa
 the picks-only trie. End-of-sequence is refused inside a title and before a pick is named.
 
 This module knows token ids and titles only; the decoding loop asks `allowed` once per step
-(`chatbot.reply.token_stream.stream_ids(..., constraint=...)`, later `LLM.stream_ids`).
+(`stream_ids(..., constraint=...)` of the transformers `LLM` and of in-process llama.cpp).
 """
 
 from __future__ import annotations

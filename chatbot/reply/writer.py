@@ -33,9 +33,7 @@ from chatbot.reply.reply_prompt import (
     reply_words,
 )
 from chatbot.reply.title_constraint import FORCE_AFTER, TitleConstraint
-from chatbot.reply.token_stream import stream_text
 from chatbot.understanding.mentions import MentionFinder
-from inference.llm import LLM
 from prompts.loader import render
 
 MAX_NEW_TOKENS = 40  # two short sentences; ~1 s of decoding on 2 cores for the 135M model
@@ -98,14 +96,9 @@ class ReplyWriter:
         """The reply as it is decoded; the last event carries the checked `Reply`."""
         constraint = self.constraint(inp)
         shown = ""
-        if isinstance(self.llm, LLM):  # in-process transformers: title-span constrained
-            pieces = stream_text(
-                self.llm, self.prompt(inp), self.max_new_tokens, constraint=constraint
-            )
-        else:  # a serving backend (llama.cpp, HTTP): its word-level allowed set, then the checks
-            pieces = self.llm.stream_text(
-                self.prompt(inp), self.max_new_tokens, allowed=constraint.vocabulary()
-            )
+        # In-process engines (transformers, llama.cpp) apply the title-span constraint at
+        # every step; an HTTP server gets its word-level vocabulary, then the checks.
+        pieces = self.llm.stream_text(self.prompt(inp), self.max_new_tokens, constraint=constraint)
         for piece in pieces:
             if not shown:
                 piece = piece.lstrip()

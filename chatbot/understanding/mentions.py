@@ -152,8 +152,11 @@ class MentionFinder:
     def __len__(self) -> int:
         return len(self.titles)
 
-    def find(self, text: str) -> list[Mention]:
-        """Titles mentioned in `text`, in order of appearance."""
+    def find(self, text: str, prefer: Iterable[str] = ()) -> list[Mention]:
+        """Titles mentioned in `text`, in order of appearance. A name several catalog titles
+        share ("The Revenant" of 2009 and of 2015), said without its year, is the one in
+        `prefer` (the titles in play) when there is one, else the most popular."""
+        preferred = {t.lower() for t in prefer}
         spans = [(m.group(0), m.start()) for m in _WORD.finditer(text.lower())]
         words = [w for w, _ in spans]
         used = [False] * len(words)
@@ -180,7 +183,7 @@ class MentionFinder:
                     continue
                 if not year and _generic_phrase(text, spans, words, i, end_word, key):
                     continue
-                item_id, title = self._pick(entries, year)
+                item_id, title = self._pick(entries, year, preferred)
                 span_end = end_word + (1 if year else 0)
                 for j in range(i, min(span_end, len(words))):
                     used[j] = True
@@ -208,12 +211,15 @@ class MentionFinder:
         return not sentence_start and not in_name
 
     @staticmethod
-    def _pick(entries: list[TitleEntry], year: str | None) -> tuple[str, str]:
+    def _pick(
+        entries: list[TitleEntry], year: str | None, preferred: set[str] = frozenset()
+    ) -> tuple[str, str]:
         if year:
             for e in entries:
                 if e.year == year:
                     return e.item_id, e.title
-        best = max(entries, key=lambda e: e.popularity)
+        in_play = [e for e in entries if e.title.lower() in preferred]
+        best = max(in_play or entries, key=lambda e: e.popularity)
         return best.item_id, best.title
 
 

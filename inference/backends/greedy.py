@@ -32,16 +32,24 @@ class GreedyRow:
         for i in range(len(prompt_ids) - NO_REPEAT_NGRAM + 1):
             self._add(prompt_ids[i : i + NO_REPEAT_NGRAM])
 
-    def pick(self, logits: np.ndarray) -> int:
-        """The next token: argmax of the penalised, masked scores (first index on ties)."""
+    def pick(self, logits: np.ndarray, only: Iterable[int] | None = None) -> int:
+        """The next token: argmax of the penalised, masked scores (first index on ties);
+        `only`: the ids this step may pick (a per-step constraint, on top of the mask)."""
         scores = np.array(logits, dtype=np.float32, copy=True)
         s = scores[self.seen]
         scores[self.seen] = np.where(s < 0, s * REPETITION_PENALTY, s / REPETITION_PENALTY)
         if self.mask is not None:
             scores += self.mask
+        if only is not None:
+            keep = np.full_like(scores, -np.inf)
+            keep[[i for i in only if 0 <= i < len(scores)]] = 0.0
+            scores += keep
         banned = self.ngrams.get(tuple(self.history[-(NO_REPEAT_NGRAM - 1) :]))
         if banned:
+            before = scores.copy()
             scores[list(banned)] = -np.inf
+            if not np.isfinite(scores).any():  # the 3-gram rule left nothing allowed
+                scores = before
         return int(scores.argmax())
 
     def push(self, token: int) -> None:

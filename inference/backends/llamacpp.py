@@ -202,13 +202,17 @@ class LlamaCppLLM:
         stop: str | None = "\n",
         allowed: set[int] | None = None,
         one_sentence: bool = False,
+        constraint: Any = None,
     ) -> Iterator[int]:
         """`generate_ids([prompt], ...)[0]`, each id yielded as soon as it is picked.
 
         The lock is held per step, never across a `yield`. When another request needs the KV
         cache in between, it first parks this stream's sequence state (`_park`), and the next
-        step restores it: the tokens are exactly those of an uninterrupted run.
+        step restores it: the tokens are exactly those of an uninterrupted run. `constraint`:
+        as `LLM.stream_ids` (the reply's title-span constraint, applied to each step's logits).
         """
+        if constraint is not None and allowed is None:
+            allowed = constraint.vocabulary()
         row = self.encode(prompt)
         greedy = GreedyRow(row, self.n_vocab, allowed)
         seq = _Parked(list(row))
@@ -219,11 +223,13 @@ class LlamaCppLLM:
             for i in range(max_new_tokens):
                 with self.lock:
                     started = time.perf_counter()
-                    token = greedy.pick(logits)
+                    done_ids = seq.ids[len(row) :]
+                    only = constraint.allowed(done_ids) if constraint is not None else None
+                    token = greedy.pick(logits, only)
                     if token in self.eos_ids:
                         return
                     greedy.push(token)
-                    out = [*seq.ids[len(row) :], token]
+                    out = [*done_ids, token]
                     done = finished(self.decode(out), stop, one_sentence)
                     last = done or i == max_new_tokens - 1
                     if not last:
@@ -365,7 +371,20 @@ class _Parked:
 
 @dataclass
 class _Tokenizer:
+    """The slice of a transformers tokenizer that callers use, on the GGUF's vocabulary."""
+
     llm: LlamaCppLLM
+
+    def __call__(self, texts: list[str], add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [self.llm._encode_plain(t) for t in texts]}
+
+    @property
+    def eos_token_id(self) -> int:
+        return self.llm.llama.token_eos()
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.llm.llama.token_eos()
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         if skip_special_tokens:

@@ -232,11 +232,15 @@ class OpenAIHTTPLLM:
         stop: str | None = "\n",
         allowed: set[int] | None = None,
         one_sentence: bool = False,
+        constraint: Any = None,
     ) -> Iterator[int]:
         """The generation streamed from the server (`stream=True`), each chunk's text as token
         ids of the local tokenizer as soon as it arrives; decoded in order they give the
         server's text. Without a server grammar, a chunk that leaves `allowed` ends the
-        stream (counted in `constraint_fallbacks`)."""
+        stream (counted in `constraint_fallbacks`). A per-step `constraint` cannot run on
+        the server: its whole vocabulary is `allowed` (the reply's checks do the rest)."""
+        if constraint is not None and allowed is None:
+            allowed = constraint.vocabulary()
         extra: dict[str, Any] = {}
         pieces: set[str] | None = None
         if allowed is not None:
