@@ -120,6 +120,35 @@ def load_labelled(
     return out
 
 
+def sample_fresh(
+    redial_path: str | Path, n: int, seed: int, split: str = "train", path: str | Path | None = None
+) -> list[tuple[str, int]]:
+    """A natural random sample of `n` seeker turns (dialog_id, utterance) for a new label round:
+    uniform over the non-empty seeker turns of the `split` dialogues of which no turn is
+    labelled yet, drawn by `random.Random(seed)` from the pool in (dialog_id, utterance) order."""
+    import random
+
+    labelled = set()
+    with Path(path or labels_path()).open(encoding="utf-8") as fh:
+        labelled = {json.loads(line)["dialog_id"] for line in fh if line.strip()}
+    longest: dict[str, list[str]] = {}
+    with Path(redial_path).open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                obj = json.loads(line)
+                key, context = str(obj.get("dialog_id")), obj.get("context") or []
+                if len(context) > len(longest.get(key, [])):
+                    longest[key] = list(context)
+    pool = sorted(
+        (key, i)
+        for key, context in longest.items()
+        if key not in labelled and split_of(key) == split
+        for i in range(0, len(context), 2)
+        if context[i].strip()
+    )
+    return sorted(random.Random(seed).sample(pool, n))
+
+
 def redial_titles(text: str) -> list[str]:
     """Movie titles in a ReDial utterance, which writes each as "Title (year)"."""
     return [_norm_title(m.group(0)) for m in _TITLE_WITH_YEAR.finditer(text)]
