@@ -144,8 +144,10 @@ def test_labels_join_real_redial_seeker_turns():
     rows = load_labelled(REDIAL_VALID)
     test = [u for u in rows if u.split == "test"]
     assert len(test) >= 100 and all(u.sample == "natural" for u in test)
-    fresh = [u for u in test if u.round == 3]  # the held-out round
-    assert len(fresh) >= 150
+    fresh = [u for u in rows if u.round == 5]  # the held-out round: train-split dialogues
+    assert len(fresh) >= 150 and {u.split for u in fresh} == {"train"}
+    assert all(u.sample == "natural" for u in fresh)
+    assert not {u.dialog_id for u in fresh} & {u.dialog_id for u in rows if u.round < 5}
     assert all(u.text.strip() and u.utterance % 2 == 0 for u in rows)
 
 
@@ -214,3 +216,17 @@ def test_served_path_falls_back_to_the_rules(monkeypatch, tmp_path, embedder):
     other = ActClassifier(load_lexicon(), embedder=Tiny())
     assert other.classify(text, SHOWN) == rules.classify(text, SHOWN)
     assert other.head is None
+
+
+def test_the_recommender_serves_the_head_on_the_retrieval_embedder(tmp_path, embedder):
+    from chatbot.config import Settings
+    from chatbot.turn import Recommender
+    from retrieval.collab import CollabSignals
+    from retrieval.store import ItemStore
+
+    store = ItemStore(str(tmp_path / "chroma"), "acts", embedder)
+    rec = Recommender(Settings(home=tmp_path / "home"), store, None, CollabSignals())
+    assert rec.acts.head is None  # nothing read before the first message
+    got = rec.acts.classify("who's in the second one?", SHOWN)
+    assert (got.name, got.slot) == ("item_question", "cast")
+    assert rec.acts.head is not None and rec.acts.head.embedder is store.embedder

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -299,16 +300,19 @@ class ActClassifier:
         self.threshold = threshold
         self.head = head  # an act_head.ActHead: it decides every message when given
         self._embedder = None if head is not None else embedder  # loads the bundled head
+        self._lock = threading.Lock()
 
     def _served_head(self) -> Any:
         if self._embedder is not None:
             from chatbot.understanding.act_head import load_act_head
 
-            embedder, self._embedder = self._embedder, None
-            try:
-                self.head = load_act_head(embedder)
-            except ConfigError as e:
-                log.warning("dialogue acts by the rules only: %s", e)
+            with self._lock:  # sessions share one classifier: load the weights once
+                if self._embedder is not None:
+                    try:
+                        self.head = load_act_head(self._embedder)
+                    except ConfigError as e:
+                        log.warning("dialogue acts by the rules only: %s", e)
+                    self._embedder = None
         return self.head
 
     def classify(self, text: str, ctx: TurnContext | None = None) -> Act:
