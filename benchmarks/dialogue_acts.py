@@ -5,13 +5,18 @@
     python benchmarks/dialogue_acts.py --redial ... --method mix   # rules + nearest exemplars
     python benchmarks/dialogue_acts.py --redial ... --method llm --splits dev   # LLM label scores
     python benchmarks/dialogue_acts.py --redial ... --splits dev,test1,test2    # per label round
+    python benchmarks/dialogue_acts.py --redial ... --method head,rules,stack --splits train5
 
 Labels: evaluation/data/dialogue_acts.jsonl (keys + acts; the text is joined from --redial).
 Splits by dialogue (`split_of`): rules and exemplars were written on train, chosen on dev;
 test is held out. Prints accuracy, per-act recall, the confusion and latency per message, and
 the hand-written synthetic product-style messages' accuracy separately (not ReDial text).
-Methods: rules (the served cheap path), emb (nearest exemplars only), mix (rules, unsure ones
-to the exemplars), llm (the default LLM scores the eight act letters, prompts/dialogue_act_llm.txt).
+Methods (comma-separated: each is reported in the same run): head (the served path: the
+learned head of prompts/dialogue_act_head.toml over the bundled MiniLM), rules (the rules
+alone), stack (a head that also sees the rule's act, fitted here on label rounds 1-4),
+emb (nearest exemplars only), mix (rules, unsure ones to the exemplars), llm (the default LLM
+scores the eight act letters, prompts/dialogue_act_llm.txt). Each part's accuracy comes with a
+95% bootstrap interval over its dialogues (2000 resamples, seed 0).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import random
 import statistics
 import time
 from pathlib import Path
@@ -38,11 +44,23 @@ from evaluation.act_labels import load_labelled, load_synthetic, turn_context
 LETTERS = "ABCDEFGH"  # prompts/dialogue_act_llm.txt lists the acts in ACTS order
 
 
-def build(method: str):
+STACK_ROUNDS = "train1,train2,dev,test1,test2,test3,test4"  # the labels before round 5
+STACK_C = 0.3  # the stacked head's best C in grouped CV (benchmarks/train_act_head.py)
+
+
+def build(method: str, redial: Path | None = None):
     lex = load_lexicon()
     if method == "rules":
         clf = ActClassifier(lex)
         return lex, clf.classify
+    if method == "head":
+        from chatbot.understanding.act_head import EMBEDDER
+        from retrieval.embeddings import load_embedder
+
+        clf = ActClassifier(lex, embedder=load_embedder(EMBEDDER))
+        return lex, clf.classify
+    if method == "stack":
+        return lex, ActClassifier(lex, head=_stacked_head(lex, redial)).classify
     if method in ("emb", "mix"):
         from retrieval.embeddings import load_embedder
 
@@ -52,7 +70,41 @@ def build(method: str):
         return lex, clf.classify
     if method == "llm":
         return lex, _llm_classifier(lex)
-    raise SystemExit(f"error: unknown --method {method!r}: use rules, emb, mix or llm")
+    raise SystemExit(f"error: unknown --method {method!r}: use head, rules, stack, emb, mix, llm")
+
+
+def _stacked_head(lex, redial):
+    """The head over the embedding and the rule features, fitted on label rounds 1-4."""
+    import numpy as np
+
+    from benchmarks.train_act_head import design, fit, select, training_set
+    from chatbot.understanding.act_head import EMBEDDER, ActHead
+    from retrieval.embeddings import load_embedder
+
+    embedder = load_embedder(EMBEDDER)
+    rows = select(load_labelled(redial), STACK_ROUNDS.split(","))
+    texts, contexts, labels, _ = training_set(rows, lex)
+    x = design(texts, contexts, lex, embedder, "rules")
+    coef, intercept = fit(x, np.asarray([ACTS.index(a) for a in labels]), STACK_C)
+    return ActHead(ACTS, tuple(map(tuple, coef)), tuple(intercept), embedder, "rules")
+
+
+def bootstrap_ci(ok: list[bool], groups: list[str], reps: int = 2000, seed: int = 0):
+    """95% interval of the mean of `ok`, resampling whole dialogues (turns of one dialogue
+    are not independent)."""
+    by: dict[str, list[bool]] = collections.defaultdict(list)
+    for g, v in zip(groups, ok, strict=True):
+        by[g].append(v)
+    cells = [(sum(v), len(v)) for v in by.values()]
+    if not cells:
+        return None
+    rng = random.Random(seed)
+    means = []
+    for _ in range(reps):
+        draw = [cells[rng.randrange(len(cells))] for _ in cells]
+        means.append(sum(c for c, _ in draw) / sum(n for _, n in draw))
+    means.sort()
+    return [round(means[int(0.025 * reps)], 3), round(means[int(0.975 * reps) - 1], 3)]
 
 
 def _llm_classifier(lex):
@@ -89,12 +141,17 @@ def evaluate(rows, lex, classify) -> dict:
     confusion: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     slot_ok = slot_n = 0
     latencies = collections.defaultdict(list)
+    ok, ok_merged, wrong = [], [], []
     for u in rows:
         ctx = turn_context(u, lex)
         start = time.perf_counter()
         act = classify(u.text, ctx, u.previous) if wants_previous else classify(u.text, ctx)
         latencies[u.act].append((time.perf_counter() - start) * 1000)
         confusion[u.act][act.name] += 1
+        ok.append(act.name == u.act)
+        ok_merged.append(ok[-1] or {act.name, u.act} == {"refine", "feedback"})
+        if not ok[-1]:
+            wrong.append(f"{u.dialog_id}:{u.utterance} {u.act} -> {act.name}")
         if u.act == "item_question" and act.name == "item_question":
             slot_n += 1
             slot_ok += act.slot == u.slot
@@ -107,6 +164,10 @@ def evaluate(rows, lex, classify) -> dict:
         "n": n,
         "accuracy": round(correct / n, 3) if n else None,
         "accuracy_refine_feedback_merged": round(merged / n, 3) if n else None,
+        "ci95": bootstrap_ci(ok, [u.dialog_id for u in rows]),
+        "ci95_merged": bootstrap_ci(ok_merged, [u.dialog_id for u in rows]),
+        "dialogues": len({u.dialog_id for u in rows}),
+        "wrong": wrong,  # keys and acts only: the text stays in ../shared
         "recall": {a: round(c[a] / sum(c.values()), 3) for a, c in sorted(confusion.items())},
         "support": {a: sum(c.values()) for a, c in sorted(confusion.items())},
         "slot_accuracy": round(slot_ok / slot_n, 3) if slot_n else None,
@@ -134,35 +195,25 @@ def synthetic(lex, classify) -> dict:
             "wrong": wrong}  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
-    ap.add_argument("--labels", type=Path, default=None, help="default: the bundled label file")
-    ap.add_argument("--method", default="rules", help="rules | emb | mix | llm")
-    ap.add_argument(
-        "--splits",
-        default="dev,test",
-        help="comma-separated: train, dev, test (all rounds), test1 .. test4 (one round)",
-    )
-    ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
-    args = ap.parse_args(argv)
-
-    rows = load_labelled(args.redial, args.labels)
-    lex, classify = build(args.method)
-    report: dict = {"method": args.method, "splits": {}}
+def run_method(method: str, rows, args) -> dict:
+    lex, classify = build(method, args.redial)
+    report: dict = {"method": method, "splits": {}}
     for split in args.splits.split(","):
-        part = [u for u in rows if u.split == split.rstrip("1234")]
-        if split[-1] in "1234":
-            part = [u for u in part if u.round == int(split[-1])]
+        name = split.rstrip("0123456789")
+        part = [u for u in rows if u.split == name]
+        if name != split:
+            part = [u for u in part if u.round == int(split[len(name) :])]
         result = evaluate(part, lex, classify)
         result["natural"] = evaluate([u for u in part if u.sample == "natural"], lex, classify)[
             "accuracy"
         ]
         report["splits"][split] = result
         print(
-            f"{split}: accuracy {result['accuracy']} (n={result['n']}; natural sample "
-            f"{result['natural']}; refine=feedback {result['accuracy_refine_feedback_merged']}), "
-            f"slot accuracy {result['slot_accuracy']} (n={result['slot_n']})"
+            f"{split}: accuracy {result['accuracy']} {result['ci95']} (n={result['n']}, "
+            f"{result['dialogues']} dialogues; natural sample {result['natural']}; "
+            f"refine=feedback {result['accuracy_refine_feedback_merged']} "
+            f"{result['ci95_merged']}), slot accuracy {result['slot_accuracy']} "
+            f"(n={result['slot_n']})"
         )
         print(f"  latency p50 ms per act: {result['latency_ms_p50']}")
         for act in ACTS:
@@ -175,6 +226,40 @@ def main(argv: list[str] | None = None) -> int:
           f"{syn['act_and_slot']} (n={syn['n']})")  # fmt: skip
     for w in syn["wrong"]:
         print(f"  {w['text']!r}: {w['act']}/{w['slot']} -> {w['got'][0]}/{w['got'][1]}")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
+    ap.add_argument("--labels", type=Path, default=None, help="default: the bundled label file")
+    ap.add_argument(
+        "--method", default="head", help="comma-separated: head, rules, stack, emb, mix, llm"
+    )
+    ap.add_argument(
+        "--splits",
+        default="dev,test",
+        help="comma-separated: train, dev, test (all rounds), test1 .. test4, train5 (one round)",
+    )
+    ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
+    args = ap.parse_args(argv)
+
+    from recochat.env import set_env_defaults
+
+    set_env_defaults()
+    rows = load_labelled(args.redial, args.labels)
+    report: dict = {"methods": {}}
+    for method in args.method.split(","):
+        print(f"== method {method}")
+        report["methods"][method] = run_method(method, rows, args)
+    if len(report["methods"]) > 1:
+        print("summary (accuracy [95% CI] / refine=feedback [95% CI]):")
+        for method, rep in report["methods"].items():
+            for split, r in rep["splits"].items():
+                print(
+                    f"  {method:>6} {split:>6} n={r['n']}: {r['accuracy']} {r['ci95']} / "
+                    f"{r['accuracy_refine_feedback_merged']} {r['ci95_merged']}"
+                )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

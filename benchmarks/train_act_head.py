@@ -1,14 +1,16 @@
-"""Fit and cross-validate the act classifier's learned head (act_head.py) on the labelled acts.
+"""Fit the served act head (act_head.py) on the labelled acts and cross-validate the choices.
 
     PYTHONPATH=$PWD python benchmarks/train_act_head.py \
         --redial ../shared/data/redial/valid_data_processed.jsonl \
-        --out runs/act_head.json --report runs/act_head_cv.json
+        --out prompts/dialogue_act_head.toml --report runs/act_head_cv.json
 
-Features: the bundled MiniLM embedding of the message plus the rule features
-(`act_head.rule_features`). Fitted on the labelled rounds named by --rounds (train, dev and
-the spent test rounds; never a held-out round) and the hand-written synthetic messages.
-Chooses the regularisation C by 5-fold cross-validation grouped by dialogue and writes the
-fold accuracies; the weights file holds coefficients only, no text.
+Fitted on the labelled parts named by --rounds (never a held-out round) and the hand-written
+synthetic messages. Reports 5-fold cross-validation grouped by dialogue (`GroupKFold`, no
+shuffling: deterministic) on the ReDial rows, overall and on the round-4 rows alone (the only
+rows the rules were not revised on), for: the rules; the head over the embedding and the cues
+(`features = "cues"`, served); the head that also sees the rule's act (`"rules"`); the rules
+where sure and that head elsewhere. Then fits the frozen choice (cues, C=3) on all the rows
+and writes its coefficients (no text) to --out.
 """
 
 from __future__ import annotations
@@ -18,28 +20,91 @@ import json
 import logging
 from pathlib import Path
 
-from chatbot.understanding.act_head import EMBEDDER, allowed_acts, rule_features
+from chatbot.understanding.act_head import EMBEDDER, allowed_acts, cue_features, rule_features
 from chatbot.understanding.acts import ACTS, load_lexicon
 from evaluation.act_labels import load_labelled, load_synthetic, turn_context
 
 log = logging.getLogger("train_act_head")
+FROZEN = {"features": "cues", "C": 3.0}  # chosen by the grouped CV below, frozen before round 5
+GRID = (0.3, 1.0, 3.0, 10.0)
+
+
+def select(rows, parts: list[str]):
+    return [u for u in rows if u.split in parts or f"{u.split}{u.round}" in parts]
+
+
+def design(texts, contexts, lex, embedder, features: str):
+    """The head's inputs of each message: its embedding, then the cue or rule features."""
+    import numpy as np
+
+    extra = cue_features if features == "cues" else rule_features
+    vecs = np.asarray([embedder.embed_query(t) for t in texts], dtype="float64")
+    more = np.asarray([extra(t, c, lex) for t, c in zip(texts, contexts, strict=True)])
+    return np.hstack([vecs, more])
+
+
+def fit(x, y, c: float):
+    """The multinomial logistic regression, as (coef, intercept) over all of ACTS."""
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=c, max_iter=3000).fit(x, y)
+    coef = np.zeros((len(ACTS), x.shape[1]))
+    intercept = np.full(len(ACTS), -30.0)  # an act never seen in training is never chosen
+    coef[model.classes_] = model.coef_
+    intercept[model.classes_] = model.intercept_
+    return coef, intercept
+
+
+def predict(coef, intercept, x, masks):
+    import numpy as np
+
+    return np.where(masks, x @ coef.T + intercept, -np.inf).argmax(1)
+
+
+def training_set(rows, lex):
+    synthetic = load_synthetic()
+    texts = [u.text for u in rows] + [s.text for s in synthetic]
+    contexts = [turn_context(u, lex) for u in rows] + [s.context for s in synthetic]
+    labels = [u.act for u in rows] + [s.act for s in synthetic]
+    groups = [u.dialog_id for u in rows] + [f"synthetic-{i}" for i in range(len(synthetic))]
+    return texts, contexts, labels, groups
+
+
+def write_head(path: Path, coef, intercept, features: str, c: float, parts: list[str]) -> None:
+    def row(values) -> str:
+        return "[" + ", ".join(f"{float(v):.5g}" for v in values) + "]"
+
+    lines = [
+        "# The served dialogue-act head (chatbot/understanding/act_head.py): coefficients only,",
+        "# fitted by benchmarks/train_act_head.py; do not edit by hand.",
+        f'embedder = "{EMBEDDER}"',
+        f'features = "{features}"',
+        f"C = {c}",
+        "fitted_on = [" + ", ".join(f'"{p}"' for p in parts) + "]",
+        "acts = [" + ", ".join(f'"{a}"' for a in ACTS) + "]",
+        "intercept = " + row(intercept),
+        "coef = [",
+        *(f"  {row(r)}," for r in coef),
+        "]",
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
-    ap.add_argument("--out", type=Path, default=Path("runs/act_head.json"))
+    ap.add_argument("--out", type=Path, default=Path("prompts/dialogue_act_head.toml"))
     ap.add_argument("--report", type=Path, default=Path("runs/act_head_cv.json"))
     ap.add_argument(
         "--rounds",
-        default="train,dev,test1,test2,test3",
+        default="train1,train2,dev,test1,test2,test3,test4",
         help="labelled parts to fit on (split, or split+round); keep held-out rounds out",
     )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     import numpy as np
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold
 
     from recochat.env import set_env_defaults
@@ -48,61 +113,50 @@ def main(argv: list[str] | None = None) -> int:
     set_env_defaults()
     lex = load_lexicon()
     parts = args.rounds.split(",")
-    rows = [
-        u for u in load_labelled(args.redial) if u.split in parts or f"{u.split}{u.round}" in parts
-    ]
-    synthetic = load_synthetic()
-    texts = [u.text for u in rows] + [s.text for s in synthetic]
-    contexts = [turn_context(u, lex) for u in rows] + [s.context for s in synthetic]
-    labels = [u.act for u in rows] + [s.act for s in synthetic]
-    groups = [u.dialog_id for u in rows] + [f"synthetic-{i}" for i in range(len(synthetic))]
+    rows = select(load_labelled(args.redial), parts)
+    texts, contexts, labels, groups = training_set(rows, lex)
     log.info("embedding %d messages", len(texts))
     embedder = load_embedder(EMBEDDER)
-    vecs = np.asarray([embedder.embed_query(t) for t in texts], dtype="float64")
-    rules = np.asarray([rule_features(t, c, lex) for t, c in zip(texts, contexts, strict=True)])
-    x = np.hstack([vecs, rules])
+    x_rules = design(texts, contexts, lex, embedder, "rules")
+    dim = x_rules.shape[1] - len(rule_features("hi", contexts[0], lex))
+    x_cues = np.hstack([x_rules[:, :dim], x_rules[:, dim + len(ACTS) + 1 :]])
     y = np.asarray([ACTS.index(a) for a in labels])
     masks = np.asarray([[a in allowed_acts(c) for a in ACTS] for c in contexts])
-    is_redial = np.asarray([True] * len(rows) + [False] * len(synthetic))
+    redial = np.arange(len(y)) < len(rows)
+    round4 = np.asarray([u.round == 4 for u in rows] + [False] * (len(y) - len(rows)))
+    rule_pred = x_rules[:, dim : dim + len(ACTS)].argmax(1)
+    rule_conf = x_rules[:, dim + len(ACTS)]
+    folds = list(GroupKFold(n_splits=5).split(x_rules, y, groups))
 
-    report: dict = {"n": len(rows), "synthetic": len(synthetic), "cv": {}}
-    rule_pred = rules[:, : len(ACTS)].argmax(1)
-    report["cv"]["rules"] = round(float((rule_pred == y)[is_redial].mean()), 3)
-    best_c, best_acc = None, -1.0
-    for c in (0.3, 1.0, 3.0, 10.0, 30.0):
-        correct = []
-        for tr, te in GroupKFold(n_splits=5).split(x, y, groups):
-            model = LogisticRegression(C=c, max_iter=3000).fit(x[tr], y[tr])
-            proba = np.zeros((len(te), len(ACTS)))
-            proba[:, model.classes_] = model.predict_proba(x[te])
-            pred = np.where(masks[te], proba, -1).argmax(1)
-            correct += list(zip(te, pred == y[te], strict=True))
-        acc = float(np.mean([ok for i, ok in correct if is_redial[i]]))
-        report["cv"][f"head C={c}"] = round(acc, 3)
-        log.info("C=%s: grouped 5-fold accuracy on ReDial rows %.3f", c, acc)
-        if acc > best_acc:
-            best_c, best_acc = c, acc
-    log.info("rules alone on the same rows: %.3f; chosen C=%s", report["cv"]["rules"], best_c)
-    model = LogisticRegression(C=best_c, max_iter=3000).fit(x, y)
-    coef = np.zeros((len(ACTS), x.shape[1]))
-    intercept = np.full(len(ACTS), -30.0)  # an act never seen in training is never chosen
-    coef[model.classes_] = model.coef_
-    intercept[model.classes_] = model.intercept_
-    args.out.write_text(
-        json.dumps(
-            {
-                "acts": list(ACTS),
-                "embedder": EMBEDDER,
-                "C": best_c,
-                "fitted_on": parts + ["synthetic"],
-                "coef": [[round(float(v), 5) for v in row] for row in coef],
-                "intercept": [round(float(v), 5) for v in intercept],
-            }
+    def cv(x, c):
+        pred = np.zeros(len(y), dtype=int)
+        for tr, te in folds:
+            pred[te] = predict(*fit(x[tr], y[tr], c), x[te], masks[te])
+        return pred
+
+    def score(pred) -> dict:
+        ok = pred == y
+        return {
+            "all": round(float(ok[redial].mean()), 3),
+            "round4": round(float(ok[round4].mean()), 3),
+        }
+
+    report: dict = {"n": int(redial.sum()), "round4": int(round4.sum()), "folds": 5, "cv": {}}
+    report["cv"]["rules"] = score(rule_pred)
+    for c in GRID:
+        report["cv"][f"head cues C={c}"] = score(cv(x_cues, c))
+        stacked = cv(x_rules, c)
+        report["cv"][f"head rules C={c}"] = score(stacked)
+        report["cv"][f"rules >= 0.6 else head rules C={c}"] = score(
+            np.where(rule_conf >= 0.6, rule_pred, stacked)
         )
-        + "\n",
-        encoding="utf-8",
-    )
-    report["C"] = best_c
+    for name, s in report["cv"].items():
+        log.info(
+            "%-40s grouped 5-fold accuracy %.3f (round-4 rows %.3f)", name, s["all"], s["round4"]
+        )
+    coef, intercept = fit(x_cues if FROZEN["features"] == "cues" else x_rules, y, FROZEN["C"])
+    write_head(args.out, coef, intercept, FROZEN["features"], FROZEN["C"], parts + ["synthetic"])
+    report["frozen"] = FROZEN
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     log.info("wrote %s and %s", args.out, args.report)

@@ -30,6 +30,7 @@ from chatbot.reply.talk import Said, answer_dict, answer_turn, reply_input, stre
 from chatbot.reply.turn_result import Recommendation, TurnResult, card, no_match_reply
 from chatbot.reply.writer import Reply, ReplyWriter, template_reply
 from chatbot.timing import StageClock
+from chatbot.understanding.act_head import EMBEDDER as ACT_HEAD_EMBEDDER
 from chatbot.understanding.acts import (
     NO_PICKS,
     Act,
@@ -77,7 +78,12 @@ class Recommender:
         self._catalog_version: Any = object()
         self._index: MentionFinder | None = None
         self._writer: ReplyWriter | None = None
-        self.acts = ActClassifier(load_lexicon())
+        # The act head (weights read at the first message) is fitted on the bundled MiniLM's
+        # vectors: with another retrieval embedder the rules classify alone.
+        same = settings.retrieval.embedder == ACT_HEAD_EMBEDDER
+        self.acts = ActClassifier(
+            load_lexicon(), embedder=getattr(store, "embedder", None) if same else None
+        )
         self._schema = CatalogSchema()
         self._lock = threading.Lock()
         self._heads_cached = False

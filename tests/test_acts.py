@@ -144,8 +144,10 @@ def test_labels_join_real_redial_seeker_turns():
     rows = load_labelled(REDIAL_VALID)
     test = [u for u in rows if u.split == "test"]
     assert len(test) >= 100 and all(u.sample == "natural" for u in test)
-    fresh = [u for u in test if u.round == 3]  # the held-out round
-    assert len(fresh) >= 150
+    fresh = [u for u in rows if u.round == 5]  # the held-out round: train-split dialogues
+    assert len(fresh) >= 150 and {u.split for u in fresh} == {"train"}
+    assert all(u.sample == "natural" for u in fresh)
+    assert not {u.dialog_id for u in fresh} & {u.dialog_id for u in rows if u.round < 5}
     assert all(u.text.strip() and u.utterance % 2 == 0 for u in rows)
 
 
@@ -173,3 +175,58 @@ def test_learned_head_reads_its_weights_and_keeps_the_interface(tmp_path, embedd
     path.write_text(json.dumps({"acts": ["greeting"], "coef": [[0.0]], "intercept": [0.0]}))
     with pytest.raises(ConfigError, match="does not cover"):
         load_act_head(embedder, path)
+
+
+def test_served_path_is_the_bundled_head_over_the_real_embedder(embedder):
+    from chatbot.understanding.act_head import bundled_head_path
+
+    assert bundled_head_path().is_file()  # committed: no ../shared needed to serve it
+    served = ActClassifier(load_lexicon(), embedder=embedder)
+    cases = [
+        ("hi there, how are you?", FRESH, "greeting", None),
+        ("I'm looking for a good comedy", FRESH, "request", None),
+        ("who directed it?", SHOWN, "item_question", "director"),
+        ("seen it", SHOWN, "feedback", None),
+        ("thank you so much, goodbye!", SHOWN, "thanks_bye", None),
+    ]
+    for text, ctx, act, slot in cases:
+        got = served.classify(text, ctx)
+        assert (got.name, got.slot) == (act, slot), text
+        assert 0 < got.confidence <= 1
+    assert served.head is not None and served.head.inputs == "cues"
+    # The head only picks acts the context allows: no feedback before any item is in play.
+    assert served.classify("seen it", FRESH).name not in {"refine", "feedback", "topic_shift"}
+
+
+def test_served_path_falls_back_to_the_rules(monkeypatch, tmp_path, embedder):
+    from chatbot.understanding import act_head
+
+    monkeypatch.setattr(act_head, "bundled_head_path", lambda: tmp_path / "missing.toml")
+    rules = ActClassifier(load_lexicon())
+    served = ActClassifier(load_lexicon(), embedder=embedder)
+    text = "haven't seen it, but I love historical movies"
+    assert served.classify(text, SHOWN) == rules.classify(text, SHOWN)
+    assert served.head is None
+    monkeypatch.undo()
+
+    class Tiny:  # an embedder the weights were not fitted on
+        def embed_query(self, text: str) -> list[float]:
+            return [1.0, 0.0]
+
+    other = ActClassifier(load_lexicon(), embedder=Tiny())
+    assert other.classify(text, SHOWN) == rules.classify(text, SHOWN)
+    assert other.head is None
+
+
+def test_the_recommender_serves_the_head_on_the_retrieval_embedder(tmp_path, embedder):
+    from chatbot.config import Settings
+    from chatbot.turn import Recommender
+    from retrieval.collab import CollabSignals
+    from retrieval.store import ItemStore
+
+    store = ItemStore(str(tmp_path / "chroma"), "acts", embedder)
+    rec = Recommender(Settings(home=tmp_path / "home"), store, None, CollabSignals())
+    assert rec.acts.head is None  # nothing read before the first message
+    got = rec.acts.classify("who's in the second one?", SHOWN)
+    assert (got.name, got.slot) == ("item_question", "cast")
+    assert rec.acts.head is not None and rec.acts.head.embedder is store.embedder

@@ -1,21 +1,25 @@
-"""The learned layer of the act classifier: a linear head over the message embedding and the rules.
+"""The learned layer of the act classifier: a linear head over the message embedding and cues.
 
-    head = load_act_head(embedder, Path("runs/act_head.json"))  # benchmarks/train_act_head.py
+    head = load_act_head(embedder)                 # the bundled prompts/dialogue_act_head.toml
     ActClassifier(lexicon, head=head).classify("seen it, but I love westerns", ctx)
+    ActClassifier(lexicon, embedder=embedder)      # the same, the head loaded at first use
 
 The features of a message are its embedding by the bundled MiniLM (one `embed_query`, ~10 ms
-idle) followed by what the rule path sees: the rule's act (one-hot) and confidence, which cue
-groups fired, and the turn's context. The weights are a multinomial logistic regression fitted by
-`benchmarks/train_act_head.py` on the labelled acts; the JSON file holds only the derived
-weights, no utterance text. Not served: in grouped cross-validation it does not beat the rules
-(docs/dialogue_acts.md), so no weights ship. This module knows nothing of the catalog, the
-store or the LLM.
+idle) followed by, for the served head (`features = "cues"`), which cue groups of
+`prompts/dialogue_acts.toml` fired and the turn's context; a `features = "rules"` head also
+sees the rule path's act (one-hot) and confidence. The weights are a multinomial logistic
+regression fitted by `benchmarks/train_act_head.py` on the labelled acts; the weights file
+holds only the derived coefficients, no utterance text. The served head does not see the rule
+path's decision: the rules were revised on most labelled rows, so a head fitted on them learns
+to trust them more than fresh text warrants (docs/dialogue_acts.md). This module knows nothing
+of the catalog, the store or the LLM.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,13 +38,27 @@ from chatbot.understanding.acts import (
 EMBEDDER = "builtin:all-minilm-l6-v2"  # the weights are fitted on this model's vectors
 
 
+FEATURES = ("cues", "rules")  # embedding + cue_features, embedding + rule_features
+
+
+def bundled_head_path() -> Path:
+    import prompts
+
+    return Path(prompts.__file__).parent / "dialogue_act_head.toml"
+
+
 def rule_features(text: str, ctx: TurnContext, lex: Lexicon) -> list[float]:
     """What the rule path sees, as numbers: its act, its confidence, the cues, the context."""
-    t = normalize(text)
     act = rule_act(text, ctx, lex)
     out = [1.0 if act.name == a else 0.0 for a in ACTS]
     out.append(act.confidence)
-    out += [1.0 if lex.cues[g].search(t) else 0.0 for g in CUE_GROUPS]
+    return out + cue_features(text, ctx, lex)
+
+
+def cue_features(text: str, ctx: TurnContext, lex: Lexicon) -> list[float]:
+    """Which cue groups fired and the turn's context, as numbers (not the rule's decision)."""
+    t = normalize(text)
+    out = [1.0 if lex.cues[g].search(t) else 0.0 for g in CUE_GROUPS]
     out += [
         float(ctx.has_items),
         float(ctx.new_titles > 0),
@@ -68,6 +86,7 @@ class ActHead:
     coef: tuple[tuple[float, ...], ...]
     intercept: tuple[float, ...]
     embedder: Any = None  # an Embeddings with embed_query; None only for features given directly
+    inputs: str = "rules"  # what follows the embedding: one of FEATURES
 
     def probabilities(self, x: list[float]) -> dict[str, float]:
         logits = [
@@ -85,7 +104,14 @@ class ActHead:
                 "the act head needs an embedder: load it with load_act_head(embedder)"
             )
         vec = [float(v) for v in self.embedder.embed_query(text)]
-        return vec + rule_features(text, ctx, lex)
+        extra = cue_features if self.inputs == "cues" else rule_features
+        x = vec + extra(text, ctx, lex)
+        if len(x) != len(self.coef[0]):
+            raise ConfigError(
+                f"the act head expects {len(self.coef[0])} features, the embedder gives "
+                f"{len(x)}: use {EMBEDDER} or re-run benchmarks/train_act_head.py"
+            )
+        return x
 
     def best(self, text: str, ctx: TurnContext, lex: Lexicon) -> tuple[str, float]:
         """The most probable act the context allows, and its probability."""
@@ -95,17 +121,23 @@ class ActHead:
         return name, probs[name]
 
 
-def load_act_head(embedder: Any, path: Path) -> ActHead:
-    """The head's weights from a JSON file, checked once; `embedder` must be `EMBEDDER`."""
+def load_act_head(embedder: Any, path: Path | None = None) -> ActHead:
+    """The head's weights (JSON or TOML; default the bundled file), checked once; `embedder`
+    must be `EMBEDDER`."""
+    path = path or bundled_head_path()
     if not path.is_file():
         raise ConfigError(f"act head {path} not found: run benchmarks/train_act_head.py")
     try:
-        table = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        table = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
         acts = tuple(table["acts"])
         coef = tuple(tuple(float(v) for v in row) for row in table["coef"])
         intercept = tuple(float(v) for v in table["intercept"])
+        features = str(table.get("features", "rules"))
     except (ValueError, KeyError, TypeError) as e:
         raise ConfigError(f"act head {path} is malformed ({e}): re-run the training script") from e
     if set(acts) != set(ACTS) or len(coef) != len(acts) or len(intercept) != len(acts):
         raise ConfigError(f"act head {path} does not cover the acts {ACTS}: re-run training")
-    return ActHead(acts, coef, intercept, embedder)
+    if features not in FEATURES or len({len(row) for row in coef}) != 1:
+        raise ConfigError(f"act head {path}: features must be one of {FEATURES}: re-run training")
+    return ActHead(acts, coef, intercept, embedder, features)

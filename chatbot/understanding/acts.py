@@ -4,8 +4,12 @@
     classifier = ActClassifier(lexicon)              # rules only: ~0.1 ms a message
     act = classifier.classify("who directed the second one?", TurnContext(has_items=True))
     # Act(name='item_question', slot='director', confidence=0.9)
+    served = ActClassifier(lexicon, embedder=embedder)  # the learned head (act_head.py), ~10 ms
 
-The rule path reads the cue patterns of `prompts/dialogue_acts.toml` in a fixed precedence
+Served (`chatbot.turn`), the classifier gets the retrieval embedder (the bundled MiniLM) and
+the learned head of `act_head.py` decides, over the message embedding and the cues below; the
+head's weights (`prompts/dialogue_act_head.toml`) are read at the first message, and when they
+are missing or do not fit the embedder the rules answer alone (logged once). The rule path reads the cue patterns of `prompts/dialogue_acts.toml` in a fixed precedence
 (a why- or item question wins over the feedback or thanks around it; thanks only close a turn
 that asks for nothing) and the turn's context: whether items are already in play decides
 between a first request and a refinement or feedback. With an embedder, messages the rules
@@ -16,7 +20,9 @@ nothing of the catalog, the store or the LLM; the caller summarises the dialogue
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 import tomllib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -24,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from chatbot.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ACTS: tuple[str, ...] = (
     "greeting",
@@ -270,10 +278,13 @@ class ExemplarActs:
 
 
 class ActClassifier:
-    """With a learned head, the head decides (see act_head.py). Else rules first; an unsure rule answer (confidence < `threshold`) asks the exemplars.
+    """With a learned head, the head decides (see act_head.py). Else rules first; an unsure
+    rule answer (confidence < `threshold`) asks the exemplars.
 
-    The exemplars only choose among the acts the context allows (no refinement or feedback
-    before any item is in play).
+    `embedder` (the bundled MiniLM, `act_head.EMBEDDER`) without `head`: the bundled head is
+    loaded at the first message; if it is missing or does not fit the embedder, the rules
+    answer. The exemplars and the head only choose among the acts the context allows (no
+    refinement or feedback before any item is in play).
     """
 
     def __init__(
@@ -282,16 +293,38 @@ class ActClassifier:
         exemplars: ExemplarActs | None = None,
         threshold: float = 0.6,
         head: Any = None,
+        embedder: Any = None,
     ) -> None:
         self.lex = lex
         self.exemplars = exemplars
         self.threshold = threshold
         self.head = head  # an act_head.ActHead: it decides every message when given
+        self._embedder = None if head is not None else embedder  # loads the bundled head
+        self._lock = threading.Lock()
+
+    def _served_head(self) -> Any:
+        if self._embedder is not None:
+            from chatbot.understanding.act_head import load_act_head
+
+            with self._lock:  # sessions share one classifier: load the weights once
+                if self._embedder is not None:
+                    try:
+                        self.head = load_act_head(self._embedder)
+                    except ConfigError as e:
+                        log.warning("dialogue acts by the rules only: %s", e)
+                    self._embedder = None
+        return self.head
 
     def classify(self, text: str, ctx: TurnContext | None = None) -> Act:
         ctx = ctx or TurnContext()
-        if self.head is not None:
-            name, p = self.head.best(text, ctx, self.lex)
+        head = self._served_head()
+        if head is not None:
+            try:
+                name, p = head.best(text, ctx, self.lex)
+            except ConfigError as e:  # an embedder the weights were not fitted on
+                log.warning("dialogue acts by the rules only: %s", e)
+                self.head = None
+                return self.classify(text, ctx)
             slot = slot_of(normalize(text), self.lex) if name == "item_question" else None
             return Act(name, slot, round(p, 3))
         act = rule_act(text, ctx, self.lex)
