@@ -6,6 +6,9 @@
     # other; the figures side by side and the turns/s speed-up):
     python benchmarks/load_test.py --backend llamacpp --batching --sessions 20 --turns 10 \
         --home runs/load-home --json runs/load_llamacpp.json
+    # ranking on transformers, the reply on in-process llama.cpp, against the same baseline:
+    python benchmarks/load_test.py --backend transformers --generate-backend llamacpp \
+        --sessions 20 --turns 10 --replay 2 --home runs/load-home --json runs/load_split.json
     # or drive a server that is already running (started with the same catalog):
     python benchmarks/load_test.py --url http://127.0.0.1:7860/ --sessions 24 --turns 10
 
@@ -257,6 +260,11 @@ def main(argv: list[str] | None = None) -> int:
         help="LLM backend of the started server; run after a transformers-unbatched baseline "
         "in the same run (turns/s side by side)",
     )
+    p.add_argument(
+        "--generate-backend",
+        choices=["transformers", "llamacpp", "openai"],
+        help="llm.generate_backend of the --backend server (the reply on another engine)",
+    )
     p.add_argument("--batching", action="store_true", help="llm.batching on the --backend server")
     p.add_argument("--base-url", help="openai: a running server (default: start llama.cpp's)")
     p.add_argument(
@@ -309,11 +317,15 @@ def main(argv: list[str] | None = None) -> int:
 def engines(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     """(label, server flags): transformers-unbatched first (the baseline), then --backend."""
     flags = ["--backend", args.backend]
-    if args.backend == "openai":
+    label = args.backend
+    if args.generate_backend:
+        flags += ["--generate-backend", args.generate_backend]
+        label += f" (generation on {args.generate_backend})"
+    if "openai" in (args.backend, args.generate_backend):
         flags += ["--base-url", args.base_url or "auto"]
     if args.batching:
         flags.append("--batching")
-    label = args.backend + (" + batching" if args.batching else "")
+        label += " + batching"
     baseline = ("transformers-unbatched", ["--backend", "transformers"])
     if not args.baseline or flags == baseline[1]:
         return [(label, flags)]
