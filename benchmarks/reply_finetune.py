@@ -83,6 +83,9 @@ def evaluate(
             {"reference": ref, "model": r.model_text, "served": r.text, "fallback": r.fallback}
             for ref, r in list(zip(refs, replies, strict=True))[:12]
         ],
+        "fallbacks": [
+            {"model": r.model_text, "problems": r.problems} for r in replies if r.fallback
+        ],
     }
 
 
@@ -97,6 +100,12 @@ def main() -> None:
     p.add_argument("--ppl-limit", type=int, default=200, help="test turns scored for perplexity")
     p.add_argument("--batch", type=int, default=8, help="replies per progress line")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--exclude",
+        default="",
+        help="SEED:LIMIT,... the reply samples of earlier runs, left out of this one (whatever "
+        "their failures taught the checks is then not scored on them)",
+    )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -108,6 +117,12 @@ def main() -> None:
     test = split_turns(turns, "test")
     stats = ReplyExampleStats(turns=len(test))
     keyed = [(t, u) for t in test if (u := usable_reply(t, catalog, index, stats)) is not None]
+    spent = set()
+    for part in filter(None, args.exclude.split(",")):
+        seed, limit = (int(x) for x in part.split(":"))
+        sample = sample_by_dialogue([t for t, _ in keyed], limit, seed)
+        spent |= {t.dialog_id for t in sample}  # whole dialogues, as they were sampled
+    keyed = [(t, u) for t, u in keyed if t.dialog_id not in spent]
     gen_keys = {
         (t.dialog_id, t.turn_id)
         for t in sample_by_dialogue([t for t, _ in keyed], args.limit, args.seed)
@@ -131,6 +146,7 @@ def main() -> None:
         "test_turns": len(test),
         "usable_turns": len(keyed),
         "skipped": stats.to_dict(),
+        "excluded": args.exclude,
         "n_generated": len(gen),
         "n_perplexity": len(ppl_keys),
         "adapter": str(args.adapter),

@@ -173,3 +173,19 @@ def test_a_shared_name_without_its_year_is_the_title_in_play():
     assert reply_problems(text, inp, index) == []
     said_year = "You might like The Revenant (2009) tonight."
     assert "<names The Revenant (2009)>" in reply_problems(said_year, inp, index)
+
+
+def test_a_title_in_lower_case_is_a_phrase_in_the_models_text():
+    """The model's titles come out of the constraint in catalog spelling: "try something new"
+    does not name "Something New (2006)"; "Something New" does."""
+    other = Item("s1", "Something New (2006)", "A romantic comedy.", {"year": 2006})
+    pick = Item("k1", "The Dark Knight (2008)", "A crime epic.", {"year": 2008})
+    index = MentionFinder.of([other, pick])
+    knight = ["The Dark Knight (2008)"]
+    assert named_titles("Want to try something new? You might like the Dark Knight.", index) == (
+        knight
+    )
+    assert named_titles("You might like Something New or The Dark Knight.", index) == [
+        "Something New (2006)",
+        *knight,
+    ]

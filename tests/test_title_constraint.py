@@ -61,7 +61,7 @@ def test_eos_waits_for_a_pick_and_a_late_reply_is_forced_into_one(llm):
     assert eos not in c.allowed([])
     chatter = _ids(llm, "You will like")
     forced = c.allowed(chatter)
-    assert forced == {i[0] for i in (_ids(llm, "Collateral"), _ids(llm, " Collateral"))}
+    assert forced == {_ids(llm, " Collateral")[0]}  # spaced: right after the word "like"
     heat = _ids(llm, " Heat")
     assert heat[0] not in forced  # the user's title does not count as naming a pick
 
@@ -126,3 +126,17 @@ def test_replies_name_a_pick_and_no_partial_or_foreign_title(
     assert _partial_titles(text, list(allowed)) == [], text
     reply = writer.write(inp)
     assert reply.model_text.strip() == text.strip()
+
+
+def test_a_title_is_never_glued_to_the_word_before_it(llm):
+    words = llm.vocabulary_of(["I had an idea , you will like it ."])
+    c = TitleConstraint.build(
+        llm.tokenizer, titles=["JFK", "Steel Magnolias"], picks=["JFK"], words=words,
+        max_new_tokens=40,
+    )  # fmt: skip
+    bare, spaced = _ids(llm, "JFK")[0], _ids(llm, " JFK")[0]
+    assert bare in c.allowed([])  # the reply may open with a title
+    idea = _ids(llm, "I had an idea")
+    after = c.allowed(idea)
+    assert spaced in after and bare not in after
+    assert _ids(llm, "Steel")[0] not in after or _ids(llm, "Steel")[0] in words

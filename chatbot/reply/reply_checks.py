@@ -27,8 +27,23 @@ MIN_WORDS = 3
 
 def named_titles(text: str, index: MentionFinder, in_play: Iterable[str] = ()) -> list[str]:
     """Catalog titles `text` names, in order (the product's one title matcher); a name that
-    several titles share, said without a year, is read as the one in play."""
-    return [m.title for m in index.find(text, prefer=in_play)]
+    several titles share, said without a year, is read as the one in play. The text is the
+    model's, whose titles come out of the title constraint in their catalog spelling: a
+    capitalised title written in lower case ("try something new") is a phrase, not a title."""
+    return [m.title for m in index.find(text, prefer=in_play) if _written_as_title(text, m)]
+
+
+def _written_as_title(text: str, mention) -> bool:
+    title_word = _first_content_word(mention.title)
+    said_word = _first_content_word(text[mention.start : mention.start + len(mention.title) + 8])
+    if not title_word or not said_word or not title_word[0].isupper():
+        return True
+    return said_word[0].isupper()
+
+
+def _first_content_word(text: str) -> str:
+    words = re.findall(r"[^\W\d_][\w']*|\d+", text)
+    return next((w for w in words if w.lower() not in ("the", "a", "an")), "")
 
 
 def names_title(text: str, title: str) -> bool:

@@ -15,7 +15,8 @@ title pieces into a foreign one ("The Dark A-Lot").
 
 Forcing a pick: when `force_after` tokens have passed (or the budget is nearly spent) and no
 pick is named yet, outside a title the next token must start a pick, and the span then follows
-the picks-only trie. End-of-sequence is refused inside a title and before a pick is named.
+the picks-only trie. Right after a word, a title may only start with its spaced spelling, so a
+title is never glued to the word before it ("ideaJFK"). End-of-sequence is refused inside a title and before a pick is named.
 
 This module knows token ids and titles only; the decoding loop asks `allowed` once per step
 (`stream_ids(..., constraint=...)` of the transformers `LLM` and of in-process llama.cpp).
@@ -24,7 +25,7 @@ This module knows token ids and titles only; the decoding loop asks `allowed` on
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 FORCE_AFTER = 14  # tokens before a pick must start: a greeting and a clause, then the title
@@ -74,7 +75,12 @@ class TitleConstraint:
         max_new_tokens: int,
         force_after: int = FORCE_AFTER,
         longest_pick: int = 0,
+        glued: set[int] = frozenset(),
+        piece: Callable[[int], str] | None = None,
     ):
+        self.glued = set(glued)  # title starts spelt without a space: not right after a word
+        self._piece = piece  # a token id's text (to know whether it ends inside a word)
+        self._ends_word: dict[int, bool] = {}
         self.root = root
         self.pick_root = pick_root
         self.words = set(words) - set(eos)
@@ -105,6 +111,8 @@ class TitleConstraint:
         spellings = [(f, t in picks) for t in titles for f in title_forms(t)]
         texts = [s for f, _ in spellings for s in (f, " " + f)]
         rows = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+        bare_starts = {r[0] for r in rows[0::2] if r}
+        spaced_starts = {r[0] for r in rows[1::2] if r}
         longest = 0
         for i, (_, is_pick) in enumerate(spellings):
             for ids in rows[2 * i : 2 * i + 2]:
@@ -121,6 +129,8 @@ class TitleConstraint:
         return cls(
             root, pick_root, words, eos, ends, max_new_tokens=max_new_tokens,
             force_after=force_after, longest_pick=longest,
+            glued=bare_starts - spaced_starts - set(words),
+            piece=lambda token: tokenizer.decode([token]),
         )  # fmt: skip
 
     def vocabulary(self) -> set[int]:
@@ -134,8 +144,20 @@ class TitleConstraint:
         return out
 
     def allowed(self, generated_ids: Sequence[int]) -> set[int] | None:
-        """Token ids the next step may pick after `generated_ids` (the reply's tokens so far)."""
-        return self._allowed(self._state(generated_ids))
+        """Token ids the next step may pick after `generated_ids` (the reply's tokens so far).
+        Right after a word, a title starts with its spaced spelling ("idea JFK", never
+        "ideaJFK")."""
+        out = self._allowed(self._state(generated_ids))
+        if self.glued and generated_ids and self._after_word(generated_ids[-1]):
+            out = (out - self.glued) or out
+        return out
+
+    def _after_word(self, token: int) -> bool:
+        if self._piece is None:
+            return False
+        if token not in self._ends_word:
+            self._ends_word[token] = self._piece(token)[-1:].isalnum()
+        return self._ends_word[token]
 
     def named_pick(self, generated_ids: Sequence[int]) -> bool:
         return self._state(generated_ids).named_pick
