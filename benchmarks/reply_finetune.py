@@ -103,8 +103,9 @@ def main() -> None:
     p.add_argument(
         "--exclude",
         default="",
-        help="SEED:LIMIT,... the reply samples of earlier runs, left out of this one (whatever "
-        "their failures taught the checks is then not scored on them)",
+        help="SEED:LIMIT,...[;SEED:LIMIT,...] the samples of earlier runs, left out of this "
+        "one (what their failures taught is then not scored on them); groups after ';' were "
+        "drawn from what the groups before left",
     )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -117,12 +118,13 @@ def main() -> None:
     test = split_turns(turns, "test")
     stats = ReplyExampleStats(turns=len(test))
     keyed = [(t, u) for t in test if (u := usable_reply(t, catalog, index, stats)) is not None]
-    spent = set()
-    for part in filter(None, args.exclude.split(",")):
-        seed, limit = (int(x) for x in part.split(":"))
-        sample = sample_by_dialogue([t for t, _ in keyed], limit, seed)
-        spent |= {t.dialog_id for t in sample}  # whole dialogues, as they were sampled
-    keyed = [(t, u) for t, u in keyed if t.dialog_id not in spent]
+    for group in filter(None, args.exclude.split(";")):  # in order: each run saw what was left
+        spent = set()
+        for part in filter(None, group.split(",")):
+            seed, limit = (int(x) for x in part.split(":"))
+            sample = sample_by_dialogue([t for t, _ in keyed], limit, seed)
+            spent |= {t.dialog_id for t in sample}  # whole dialogues, as they were sampled
+        keyed = [(t, u) for t, u in keyed if t.dialog_id not in spent]
     gen_keys = {
         (t.dialog_id, t.turn_id)
         for t in sample_by_dialogue([t for t, _ in keyed], args.limit, args.seed)
