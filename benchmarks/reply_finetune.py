@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD python benchmarks/reply_finetune.py \\
         --dialogues ../shared/data/redial/valid_data_processed.jsonl \\
-        --catalog ../shared/data/redial/id2info.json --adapter /work/scratch/reply-adapter \\
+        --catalog ../shared/data/redial/id2info.json --adapter runs/reply-adapter \\
         --limit 16 --ppl-limit 48 --out runs/reply_finetune.json
 
 Turns come from the test split (by dialogue, `split_of`), as reply examples

@@ -2,7 +2,7 @@
 
     PYTHONPATH=$PWD python benchmarks/reply_latency.py --home /tmp/reply-latency \\
         --out runs/reply_latency.json [--catalog ../shared/data/redial/id2info.json \\
-        --catalog-format redial] [--adapter /work/scratch/reply-adapter]
+        --catalog-format redial] [--adapter runs/reply-adapter]
 
 The catalog (default: the bundled demo one) is indexed into `--home` once. Each scripted turn
 runs the served recommender (template card reasons: no reason LLM time) and then streams the
