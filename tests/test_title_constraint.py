@@ -139,4 +139,7 @@ def test_a_title_is_never_glued_to_the_word_before_it(llm):
     idea = _ids(llm, "I had an idea")
     after = c.allowed(idea)
     assert spaced in after and bare not in after
-    assert _ids(llm, "Steel")[0] not in after or _ids(llm, "Steel")[0] in words
+    assert not c.named_pick(idea + _ids(llm, "JFK"))  # spelt glued, it is no title
+    for title in ("JFK", "Steel Magnolias"):  # not even when its first token is also a word
+        assert c._state(idea + _ids(llm, title)).nodes == frozenset()
+    assert c.named_pick(idea + _ids(llm, " JFK"))

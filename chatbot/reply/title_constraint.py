@@ -75,14 +75,16 @@ class TitleConstraint:
         max_new_tokens: int,
         force_after: int = FORCE_AFTER,
         longest_pick: int = 0,
-        glued: set[int] = frozenset(),
+        spaced: tuple[Node, Node] | None = None,
         piece: Callable[[int], str] | None = None,
     ):
-        self.glued = set(glued)  # title starts spelt without a space: not right after a word
-        self._piece = piece  # a token id's text (to know whether it ends inside a word)
-        self._ends_word: dict[int, bool] = {}
         self.root = root
         self.pick_root = pick_root
+        # The same tries with only the spellings that open with a space: a title starts from
+        # them right after a word, so it is never glued to it ("ideaJFK").
+        self.spaced_root, self.spaced_pick_root = spaced or (root, pick_root)
+        self._piece = piece  # a token id's text (to know whether it ends inside a word)
+        self._ends_word: dict[int, bool] = {}
         self.words = set(words) - set(eos)
         self.eos = set(eos)
         self.sentence_ends = set(sentence_ends)
@@ -108,11 +110,10 @@ class TitleConstraint:
         picks = list(dict.fromkeys(picks))
         titles = list(dict.fromkeys([*titles, *picks]))
         root, pick_root = Node(), Node()
+        spaced_root, spaced_pick_root = Node(), Node()
         spellings = [(f, t in picks) for t in titles for f in title_forms(t)]
         texts = [s for f, _ in spellings for s in (f, " " + f)]
         rows = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-        bare_starts = {r[0] for r in rows[0::2] if r}
-        spaced_starts = {r[0] for r in rows[1::2] if r}
         longest = 0
         for i, (_, is_pick) in enumerate(spellings):
             for ids in rows[2 * i : 2 * i + 2]:
@@ -120,6 +121,9 @@ class TitleConstraint:
                 if is_pick:
                     _insert(pick_root, ids, True)
                     longest = max(longest, len(ids))
+            _insert(spaced_root, rows[2 * i + 1], is_pick)
+            if is_pick:
+                _insert(spaced_pick_root, rows[2 * i + 1], True)
         ends = {
             i
             for row in tokenizer(list(SENTENCE_ENDS), add_special_tokens=False)["input_ids"]
@@ -129,7 +133,7 @@ class TitleConstraint:
         return cls(
             root, pick_root, words, eos, ends, max_new_tokens=max_new_tokens,
             force_after=force_after, longest_pick=longest,
-            glued=bare_starts - spaced_starts - set(words),
+            spaced=(spaced_root, spaced_pick_root),
             piece=lambda token: tokenizer.decode([token]),
         )  # fmt: skip
 
@@ -147,10 +151,14 @@ class TitleConstraint:
         """Token ids the next step may pick after `generated_ids` (the reply's tokens so far).
         Right after a word, a title starts with its spaced spelling ("idea JFK", never
         "ideaJFK")."""
-        out = self._allowed(self._state(generated_ids))
-        if self.glued and generated_ids and self._after_word(generated_ids[-1]):
-            out = (out - self.glued) or out
-        return out
+        prev = generated_ids[-1] if generated_ids else None
+        return self._allowed(self._state(generated_ids), prev)
+
+    def _roots(self, prev: int | None) -> tuple[Node, Node]:
+        """(titles trie, picks trie) a title may start from after the token `prev`."""
+        if prev is not None and self._after_word(prev):
+            return self.spaced_root, self.spaced_pick_root
+        return self.root, self.pick_root
 
     def _after_word(self, token: int) -> bool:
         if self._piece is None:
@@ -167,17 +175,18 @@ class TitleConstraint:
         late = s.steps >= self.force_after or left <= self.longest_pick + 2
         return not s.named_pick and late
 
-    def _allowed(self, s: _State) -> set[int]:
+    def _allowed(self, s: _State, prev: int | None) -> set[int]:
+        root, pick_root = self._roots(prev)
         out: set[int] = set()
         for node in s.nodes:
             out.update(node.children)
         outside = s.free or any(n.ends for n in s.nodes)
         if outside:
             if self._forcing(s):
-                out.update(self.pick_root.children)
+                out.update(pick_root.children)
             else:
                 out.update(self.words)
-                out.update(self.root.children)
+                out.update(root.children)
                 if s.named_pick:
                     out.update(self.eos)
                 if self.max_new_tokens - s.steps <= 1 and s.named_pick:
@@ -189,20 +198,22 @@ class TitleConstraint:
         if len(ids) < n or list(ids[:n]) != self._ids:
             self._ids, self._states = [], self._states[:1]
         for token in ids[len(self._ids) :]:
-            self._states.append(self._advance(self._states[-1], token))
+            prev = self._ids[-1] if self._ids else None
+            self._states.append(self._advance(self._states[-1], token, prev))
             self._ids.append(token)
         return self._states[len(ids)]
 
-    def _advance(self, s: _State, token: int) -> _State:
+    def _advance(self, s: _State, token: int, prev: int | None) -> _State:
+        root, pick_root = self._roots(prev)
         outside = s.free or any(n.ends for n in s.nodes)
         nodes = {n.children[token] for n in s.nodes if token in n.children}
         free = False
         if outside:
             if self._forcing(s):
-                start = self.pick_root.children.get(token)
+                start = pick_root.children.get(token)
                 nodes = {start} if start is not None else nodes
             else:
-                start = self.root.children.get(token)
+                start = root.children.get(token)
                 if start is not None:
                     nodes.add(start)
                 free = token in self.words
