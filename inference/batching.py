@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from inference.generation import Generation
+
 
 @dataclass
 class _Job:
@@ -45,20 +47,7 @@ class BatchingLLM:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def generate(
-        self,
-        prompts: list[str],
-        max_new_tokens: int,
-        *,
-        stop: str | None = "\n",
-        allowed_tokens: list[set[int]] | None = None,
-        one_sentence: bool = False,
-    ) -> list[str]:
-        ids = self.generate_ids(
-            prompts, max_new_tokens, stop=stop, allowed_tokens=allowed_tokens,
-            one_sentence=one_sentence,
-        )  # fmt: skip
-        return [_cut(self.inner, row, stop) for row in ids]
+    generate = Generation.generate  # the text of the merged `generate_ids`, cut at `stop`
 
     def generate_ids(
         self,
@@ -133,10 +122,3 @@ class BatchingLLM:
             j.result = rows[start : start + len(j.prompts)]
             start += len(j.prompts)
             j.done.set()
-
-
-def _cut(inner: Any, ids: list[int], stop: str | None) -> str:
-    from inference.backends.greedy import cut_text
-
-    tokenizer = inner.tokenizer
-    return cut_text(tokenizer.decode(ids, skip_special_tokens=True), stop)

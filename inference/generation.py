@@ -61,10 +61,7 @@ class Generation:
             allowed_tokens=allowed_tokens,
             one_sentence=one_sentence,
         )
-        texts = self.tokenizer.batch_decode(ids, skip_special_tokens=True)
-        if stop:
-            texts = [t.strip().split(stop)[0].strip() for t in texts]
-        return [t.strip() for t in texts]
+        return [cut_text(self.tokenizer.decode(row, skip_special_tokens=True), stop) for row in ids]
 
     def generate_ids(
         self,
@@ -294,6 +291,13 @@ def _forced(constraint: Any, out: list[int], eos: set[int]) -> int | None:
         return None
     (token,) = allowed
     return None if token in eos else token
+
+
+def cut_text(text: str, stop: str | None) -> str:
+    """What `generate` returns for a decoded output: up to `stop`, stripped."""
+    if stop:
+        text = text.strip().split(stop)[0]
+    return text.strip()
 
 
 def _stops(text: str, stop: str | None, one_sentence: bool) -> bool:

@@ -94,13 +94,6 @@ def decode_greedy(
     return out
 
 
-def cut_text(text: str, stop: str | None) -> str:
-    """What `LLM.generate` returns for a decoded output."""
-    if stop:
-        text = text.strip().split(stop)[0].strip()
-    return text.strip()
-
-
 def log_softmax(values: list[float]) -> list[float]:
     arr = np.asarray(values, dtype=np.float64)
     top = arr.max()

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from inference.backends.greedy import GreedyRow, cut_text, decode_greedy, finished, log_softmax
+from inference.backends.greedy import GreedyRow, decode_greedy, finished, log_softmax
 from inference.backends.vocab import (
     chat_messages,
     render_chat,
@@ -148,20 +148,7 @@ class LlamaCppLLM:
         return out
 
     # -- generation ------------------------------------------------------------------------
-    def generate(
-        self,
-        prompts: list[str],
-        max_new_tokens: int,
-        *,
-        stop: str | None = "\n",
-        allowed_tokens: list[set[int]] | None = None,
-        one_sentence: bool = False,
-    ) -> list[str]:
-        ids = self.generate_ids(
-            prompts, max_new_tokens, stop=stop, allowed_tokens=allowed_tokens,
-            one_sentence=one_sentence,
-        )  # fmt: skip
-        return [cut_text(self.decode(row), stop) for row in ids]
+    generate = Generation.generate  # the text of `generate_ids`, cut at `stop`
 
     def generate_ids(
         self,

@@ -33,7 +33,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from inference.backends.greedy import cut_text, finished, log_softmax
+from inference.backends.greedy import finished, log_softmax
 from inference.backends.vocab import (
     allowed_grammar,
     chat_messages,
@@ -41,7 +41,7 @@ from inference.backends.vocab import (
     vocabulary_ids,
 )
 from inference.errors import ModelError
-from inference.generation import Generation
+from inference.generation import Generation, cut_text
 from inference.llm import LLMStats
 
 log = logging.getLogger(__name__)
