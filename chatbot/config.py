@@ -23,6 +23,7 @@ from chatbot.errors import ConfigError
 from inference.settings import LLMSettings
 
 BUILTIN_EMBEDDER = "builtin:all-minilm-l6-v2"
+BATCHED_CONCURRENCY = 16  # turns at once with llm.batching: replies share decoding steps
 
 
 class RetrievalSettings(BaseModel):
@@ -125,7 +126,12 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Interface to bind; 127.0.0.1 keeps it local.")
     port: int = Field(7860, description="Port of the Gradio server.")
     auth: str = Field("", description="'user:pass' or a path to a file of user:pass lines.")
-    concurrency: int = Field(2, description="Turns run at once (the model is shared).", ge=1)
+    concurrency: int | None = Field(
+        None,
+        description="Turns run at once. Unset: 2 (the model is shared and serialises its "
+        "forward passes), or 16 with llm.batching (concurrent replies decode as one batch).",
+        ge=1,
+    )
     max_queue: int = Field(64, description="Queued requests before new ones are refused.", ge=1)
 
 
@@ -175,6 +181,13 @@ class Settings(BaseSettings):
             env_settings,
             TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
         )
+
+    @property
+    def turns_at_once(self) -> int:
+        """`server.concurrency`, or its default: 2, or 16 with `llm.batching`."""
+        if self.server.concurrency is not None:
+            return self.server.concurrency
+        return BATCHED_CONCURRENCY if self.llm.batching else 2
 
     # Derived locations -------------------------------------------------------------
     @property

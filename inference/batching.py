@@ -1,4 +1,9 @@
-"""`llm.batching`: concurrent sessions' generation calls share one batched call of any backend.
+"""`llm.batching`: concurrent sessions' generation shares forward passes.
+
+Streamed replies (`stream_ids` / `stream_text`) on the transformers engine are decoded as one
+continuous batch (`inference.stream_batching`): every session's reply is a row, rows join and
+leave between steps, one forward pass per step serves them all. Other engines stream as they
+are (llama.cpp in-process decodes one sequence at a time; an HTTP server batches on its side).
 
 A `generate` / `generate_ids` call waits up to `window_s` for calls from other threads with the
 same decoding options (`max_new_tokens`, `stop`, `one_sentence`); the first caller then runs
@@ -10,17 +15,19 @@ Ranking (`label_logprobs`, `label_logprobs_rows`) is passed through unmerged: a 
 would otherwise depend on what it was batched with (padding and the shared-prefix split move
 bf16/int8 scores), which the load test's replay check forbids (0 of 20 replayed picks may
 change). Those calls are short and run under the engine's own lock, one after the other.
-Everything else (`chat_prompt`, `stream_ids`, `stats`, ...) is the wrapped engine's.
+Everything else (`chat_prompt`, `stats`, ...) is the wrapped engine's.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from inference.generation import Generation
+from inference.stream_batching import StreamBatcher
 
 
 @dataclass
@@ -43,11 +50,20 @@ class BatchingLLM:
         self._queues: dict[tuple, list[_Job]] = {}
         self.batches = 0  # merged calls run
         self.merged_calls = 0  # caller calls that shared a batch with another
+        writer = getattr(inner, "writer", inner)  # a task split streams on its writer
+        self.streams = StreamBatcher(writer, max_rows) if _is_transformers(writer) else None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
     generate = Generation.generate  # the text of the merged `generate_ids`, cut at `stop`
+    stream_text = Generation.stream_text  # text pieces of `stream_ids`
+
+    def stream_ids(self, prompt: str, max_new_tokens: int, **kwargs: Any) -> Iterator[int]:
+        """The engine's `stream_ids`; on transformers, a row of the shared decoding batch."""
+        if self.streams is None:
+            return self.inner.stream_ids(prompt, max_new_tokens, **kwargs)
+        return self.streams.stream_ids(prompt, max_new_tokens, **kwargs)
 
     def generate_ids(
         self,
@@ -122,3 +138,9 @@ class BatchingLLM:
             j.result = rows[start : start + len(j.prompts)]
             start += len(j.prompts)
             j.done.set()
+
+
+def _is_transformers(engine: Any) -> bool:
+    from inference.llm import LLM
+
+    return isinstance(engine, LLM)

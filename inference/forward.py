@@ -68,10 +68,13 @@ class ForwardPass:
         """A fresh cache for one call: a copy of `prefix` per row, space for `room` tokens."""
         return growing_cache(self.model.config, prefix, batch, room)
 
-    def _forward(self, ids: Any, cache: Any, mask: Any = None, positions: Any = None) -> Any:
+    def _forward(
+        self, ids: Any, cache: Any, mask: Any = None, positions: Any = None, **extra: Any
+    ) -> Any:
         """Run `ids` after what `cache` holds. Returns the last position's final hidden state
         [batch, hidden] when the output layer is split off (`_project` scores it), else its
-        logits [batch, vocab]."""
+        logits [batch, vocab]. `extra`: keyword arguments for the attention function
+        (`inference.row_attention`)."""
         import torch
 
         if not isinstance(ids, torch.Tensor):
@@ -82,6 +85,7 @@ class ForwardPass:
             "position_ids": positions,
             "past_key_values": cache,
             "use_cache": True,
+            **extra,
         }
         if self._decoder is not None:
             return self._decoder(**kwargs).last_hidden_state[:, -1]

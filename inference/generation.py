@@ -152,12 +152,9 @@ class Generation:
         """
         import torch
 
-        if constraint is not None and allowed is None:
-            allowed = constraint.vocabulary()
         row = self._encode(prompt)
         eos = self._eos_ids()
-        vocab = self.model.config.vocab_size
-        cols = sorted(i for i in allowed if 0 <= i < vocab) if allowed is not None else None
+        cols = stream_columns(self.model.config.vocab_size, allowed, constraint)
         with self.lock, torch.inference_mode():
             hidden, cache, _ = self._prefill([row], max_new_tokens)
             step = _Step(self, [row], cols, None, hidden.device)
@@ -276,6 +273,14 @@ class _Step:
         self.history[b].append(token)
         self.seen[b, self._cols([token])] = True
         _ngram_add(self.ngrams[b], self.history[b])
+
+
+def stream_columns(vocab: int, allowed: set[int] | None, constraint: Any) -> list[int] | None:
+    """The output-layer rows a stream scores: `allowed`, else the constraint's vocabulary
+    (None: the whole vocabulary)."""
+    if constraint is not None and allowed is None:
+        allowed = constraint.vocabulary()
+    return sorted(i for i in allowed if 0 <= i < vocab) if allowed is not None else None
 
 
 def _forced(constraint: Any, out: list[int], eos: set[int]) -> int | None:

@@ -76,8 +76,10 @@ class LLMSettings(BaseModel):
     )
     batching: bool = Field(
         False,
-        description="Merge concurrent sessions' generation calls into shared batches "
-        "(inference/batching.py); ranking calls are never merged (batch-invariant scores).",
+        description="Share forward passes across sessions (inference/batching.py): on "
+        "transformers, concurrent streamed replies decode as one continuous batch "
+        "(inference/stream_batching.py) and generate calls merge; ranking calls are never "
+        "merged (batch-invariant scores). Raises server.concurrency's default to 16.",
     )
     batch_window_ms: float = Field(
         8.0, ge=0, description="How long a generation call waits for others to join its batch."

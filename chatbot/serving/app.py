@@ -268,9 +268,7 @@ def build_app(
         gr.api(feedback, api_name="feedback", concurrency_limit=None)
         gr.api(reset, api_name="reset", concurrency_limit=None)
 
-    demo.queue(
-        default_concurrency_limit=settings.server.concurrency, max_size=settings.server.max_queue
-    )
+    demo.queue(default_concurrency_limit=settings.turns_at_once, max_size=settings.server.max_queue)
     return demo
 
 
