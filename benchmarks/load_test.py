@@ -247,7 +247,7 @@ def load_catalog_rows(name: str) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    set_env_defaults()  # before anything loads torch or Chroma
+    set_env_defaults(serving=True)  # before anything loads torch; the servers inherit it
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--url", help="a running server; default: start one on a free port")
     p.add_argument("--sessions", type=int, default=24)

@@ -55,10 +55,11 @@ def field_map(settings: Settings) -> FieldMap:
 
 
 def open_store(settings: Settings):
+    from inference import compute_thread
     from retrieval.embeddings import load_embedder
     from retrieval.store import ItemStore
 
-    embedder = load_embedder(settings.retrieval.embedder)
+    embedder = load_embedder(settings.retrieval.embedder, run=compute_thread.run)
     return ItemStore(
         settings.chroma_location,
         settings.retrieval.collection,

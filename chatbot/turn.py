@@ -382,11 +382,12 @@ class Recommender:
 
 def build_recommender(settings: Settings, collab: CollabSignals | None = None) -> Recommender:
     """Create the shared heavy components once (LLM, embedder, Chroma client)."""
+    from inference import compute_thread
     from inference.llm import load_llm
     from retrieval.embeddings import load_embedder
     from retrieval.store import ItemStore
 
-    embedder = load_embedder(settings.retrieval.embedder)
+    embedder = load_embedder(settings.retrieval.embedder, run=compute_thread.run)
     store = ItemStore(
         settings.chroma_location,
         settings.retrieval.collection,

@@ -295,11 +295,10 @@ def _scaling_only(
 
 def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], None]):
     """Index the catalog if needed, then build the recommender and the naive chain once."""
-    import torch
-
     from chatbot.indexing import field_map, index_catalog
     from chatbot.turn import Recommender
     from evaluation.naive_rag import NaiveRAG
+    from inference import compute_thread
     from inference.llm import load_llm
     from retrieval.catalog import demo_catalog_path, load_catalog
     from retrieval.collab import CollabSignals
@@ -307,7 +306,7 @@ def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], No
     from retrieval.store import ItemStore
 
     path = demo_catalog_path() if args.catalog == "demo" else Path(args.catalog)
-    embedder = TimedEmbeddings(load_embedder(settings.retrieval.embedder))
+    embedder = TimedEmbeddings(load_embedder(settings.retrieval.embedder, run=compute_thread.run))
     raw = ItemStore(settings.chroma_location, settings.retrieval.collection, embedder)
     n_items = len(load_catalog(path, args.catalog_format, field_map(settings)).items)
     extra: dict[str, Any] = {"catalog": args.catalog, "items": n_items}
@@ -317,7 +316,7 @@ def build_bench(settings: Any, args: argparse.Namespace, log: Callable[[str], No
         extra["catalog_index_items_per_s"] = round(report.indexed / report.seconds, 1)
     collab = CollabSignals.load(settings.collab_path) if settings.collab_path.is_file() else None
     llm = load_llm(settings.llm, settings.model_cache)
-    extra["threads"] = torch.get_num_threads()
+    extra["threads"] = compute_thread.threads()  # where the forward passes run
     store = TimedStore(raw)
     rec = Recommender(settings, store, llm, collab)
     naive = NaiveRAG(llm, raw, prompt_dir=settings.prompts.dir) if args.naive else None

@@ -25,6 +25,7 @@ from typing import Any
 from chatbot.reply.reply_checks import named_titles
 from chatbot.reply.reply_prompt import logged_reply_input, reply_prompt
 from evaluation.protocol import EvalTurn
+from inference import compute_thread
 from retrieval.types import Item
 
 PPL_BATCH = 8
@@ -68,14 +69,20 @@ def perplexity(llm: Any, pairs: Sequence[tuple[str, str]], batch: int = PPL_BATC
             [[1] * len(r) + [0] * (width - len(r)) for r in rows], device=llm.device
         )
         with llm.lock, torch.inference_mode():
-            logits = llm.model(input_ids=ids, attention_mask=mask).logits.float()
-        logp = torch.log_softmax(logits, dim=-1)
+            logp = compute_thread.run(_token_logprobs, llm.model, ids, mask)
         for b, (lo, hi) in enumerate(spans):
             targets = ids[b, lo:hi]
             picked = logp[b, lo - 1 : hi - 1].gather(-1, targets.unsqueeze(-1)).squeeze(-1)
             nll -= picked.sum().item()
             count += hi - lo
     return math.exp(nll / max(count, 1))
+
+
+def _token_logprobs(model: Any, ids: Any, mask: Any) -> Any:
+    import torch
+
+    logits = model(input_ids=ids, attention_mask=mask).logits.float()
+    return torch.log_softmax(logits, dim=-1)
 
 
 def conversation_metrics(

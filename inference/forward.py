@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from inference import compute_thread
 from inference.errors import ModelError
 from inference.prefix_cache import Prefix, common_prefix_length, growing_cache
 
@@ -74,11 +75,14 @@ class ForwardPass:
         """Run `ids` after what `cache` holds. Returns the last position's final hidden state
         [batch, hidden] when the output layer is split off (`_project` scores it), else its
         logits [batch, vocab]. `extra`: keyword arguments for the attention function
-        (`inference.row_attention`)."""
+        (`inference.row_attention`). Runs on the compute thread (`inference.compute_thread`)."""
         import torch
 
         if not isinstance(ids, torch.Tensor):
             ids = torch.tensor([ids], device=self.device)
+        return compute_thread.run(self._run_model, ids, cache, mask, positions, extra)
+
+    def _run_model(self, ids: Any, cache: Any, mask: Any, positions: Any, extra: Any) -> Any:
         kwargs = {
             "input_ids": ids.to(self.device),
             "attention_mask": mask,
@@ -103,7 +107,7 @@ class ForwardPass:
         if head is None:
             logits = out if cols is None else out[:, cols]
             return logits.float()
-        return (out.to(head.dtype) @ head.T).float()
+        return compute_thread.run(_times_head, out, head)
 
     def _scores(self, out: Any, cols: list[int], *, fp32: bool = False) -> Any:
         return self._project(out, self._head_rows(cols, fp32=fp32), cols)
@@ -154,6 +158,10 @@ class ForwardPass:
         out = self._forward(ids, cache, mask, positions)
         self.stats.prefill_s += time.perf_counter() - started
         return out, cache, mask
+
+
+def _times_head(out: Any, head: Any) -> Any:
+    return (out.to(head.dtype) @ head.T).float()
 
 
 def _kv_of(cache: Any) -> tuple[tuple[Any, Any], ...]:

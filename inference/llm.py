@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from inference import compute_thread
 from inference.forward import ForwardPass, full_attention_only
 from inference.generation import Generation
 from inference.label_scoring import LabelScoring
@@ -103,7 +104,12 @@ def _load_engine(settings: LLMSettings, cache_dir: Path, backend: str) -> Any:
 
 
 def load_transformers_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
-    """Load the configured base model (+ LoRA adapter) for inference in-process."""
+    """Load the configured base model (+ LoRA adapter) for inference in-process (on the
+    compute thread, where its forward passes will run)."""
+    return compute_thread.run(_load_transformers_llm, settings, cache_dir)
+
+
+def _load_transformers_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     adapter = validate_adapter_dir(settings.adapter) if settings.adapter else None
     model, tokenizer = load_base_model(settings, cache_dir)
     if adapter is not None:

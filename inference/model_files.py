@@ -16,6 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from inference import compute_thread
 from inference.errors import ModelError
 from inference.linear_packing import resolve_dtype
 from inference.settings import BUILTIN_LLM, RERANK_MODES, LLMSettings
@@ -123,11 +124,10 @@ def bnb_config() -> Any:
 def load_base_model(settings: LLMSettings, cache_dir: Path, *, for_training: bool = False):
     """Return (model, tokenizer) for the configured base model, 4-bit when asked."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if settings.threads:
-        torch.set_num_threads(settings.threads)
+        compute_thread.set_threads(settings.threads)
     source = resolve_model_dir(settings.model, cache_dir)
     kwargs: dict[str, Any] = {
         "trust_remote_code": settings.trust_remote_code,

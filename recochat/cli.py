@@ -167,10 +167,14 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
+# Subcommands that run chat turns: one compute thread owns torch (see `recochat.env`).
+SERVING_COMMANDS = frozenset({"chat", "ask", "bench", "eval"})
+
+
 def main(argv: list[str] | None = None) -> int:
-    set_env_defaults()
-    parser = build_parser()
+    parser = build_parser()  # imports nothing that reads the environment
     args = parser.parse_args(argv)
+    set_env_defaults(serving=args.command in SERVING_COMMANDS)
     verbose = getattr(args, "verbose", False)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

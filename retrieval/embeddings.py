@@ -14,7 +14,9 @@ import importlib.util
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
@@ -35,10 +37,22 @@ def normalize_query(text: str) -> str:
 
 
 class CachedEmbeddings(Embeddings):
-    """Wraps an `Embeddings`: LRU-caches `embed_query`, batches `embed_documents`."""
+    """Wraps an `Embeddings`: LRU-caches `embed_query`, batches `embed_documents`.
 
-    def __init__(self, inner: Embeddings, *, cache_size: int = 2048, batch_size: int = 64) -> None:
+    `run(fn, *args)` calls the model (default: inline); a server passes the runner of the
+    thread that owns its torch work (`inference.compute_thread.run`).
+    """
+
+    def __init__(
+        self,
+        inner: Embeddings,
+        *,
+        cache_size: int = 2048,
+        batch_size: int = 64,
+        run: Callable[..., Any] | None = None,
+    ) -> None:
         self.inner = inner
+        self.run = run or _inline
         self.cache_size = cache_size
         self.batch_size = batch_size
         self._cache: OrderedDict[str, list[float]] = OrderedDict()
@@ -53,7 +67,7 @@ class CachedEmbeddings(Embeddings):
                 self._cache.move_to_end(key)
                 self.hits += 1
                 return list(self._cache[key])
-        vector = self.inner.embed_query(key)
+        vector = self.run(self.inner.embed_query, key)
         with self._lock:
             self.misses += 1
             self._cache[key] = vector
@@ -64,8 +78,13 @@ class CachedEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), self.batch_size):
-            vectors.extend(self.inner.embed_documents(texts[start : start + self.batch_size]))
+            batch = texts[start : start + self.batch_size]
+            vectors.extend(self.run(self.inner.embed_documents, batch))
         return vectors
+
+
+def _inline(fn: Callable[..., Any], *args: Any) -> Any:
+    return fn(*args)
 
 
 def resolve_model_dir(name: str) -> Path:
@@ -108,14 +127,22 @@ def fast_dtype() -> str:
 
 
 def load_embedder(
-    name: str = "builtin:all-minilm-l6-v2", *, dtype: str = "auto"
+    name: str = "builtin:all-minilm-l6-v2",
+    *,
+    dtype: str = "auto",
+    run: Callable[..., Any] | None = None,
 ) -> CachedEmbeddings:
     """Load the embedding model `name` (a `builtin:` name or a local directory).
 
     `dtype`: "auto" (bf16 where the hardware runs it fast, see `fast_dtype`) or a torch dtype
-    name such as "float32".
+    name such as "float32". `run`: see `CachedEmbeddings`; the model is loaded through it too.
     """
     model_dir = resolve_model_dir(name)
+    run = run or _inline
+    return CachedEmbeddings(run(_load_inner, model_dir, dtype), run=run)
+
+
+def _load_inner(model_dir: Path, dtype: str) -> Embeddings:
     import torch
     from langchain_huggingface import HuggingFaceEmbeddings  # heavy: torch, transformers
 
@@ -131,4 +158,4 @@ def load_embedder(
             f"cannot load embedder from {model_dir} ({e}): pass a sentence-transformers model dir"
         ) from e
     log.info("embedder loaded from %s (%s)", model_dir, torch_dtype)
-    return CachedEmbeddings(inner)
+    return inner
