@@ -9,6 +9,9 @@
     # ranking on transformers, the reply on in-process llama.cpp, against the same baseline:
     python benchmarks/load_test.py --backend transformers --generate-backend llamacpp \
         --sessions 20 --turns 10 --replay 2 --home runs/load-home --json runs/load_split.json
+    # the same, after a baseline server without the compute thread (inference/compute_thread.py):
+    python benchmarks/load_test.py --backend transformers --batching --compare-compute-thread \
+        --sessions 20 --turns 10 --replay 2 --home runs/load-home --json runs/load_compute.json
     # or drive a server that is already running (started with the same catalog):
     python benchmarks/load_test.py --url http://127.0.0.1:7860/ --sessions 24 --turns 10
 
@@ -54,7 +57,7 @@ from typing import Any
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from recochat.env import set_env_defaults
+from recochat.env import COMPUTE_THREADS, set_env_defaults
 
 GENRES = [
     "drama",
@@ -204,10 +207,11 @@ def free_port() -> int:
 
 
 def start_server(
-    args: argparse.Namespace, engine: list[str] | None = None
+    args: argparse.Namespace, engine: list[str] | None = None, env_extra: dict | None = None
 ) -> tuple[str, subprocess.Popen]:
-    """Index, then `recochat chat` on a free port; `engine`: its LLM backend flags."""
-    env = dict(os.environ)  # `python -m recochat` sets its env defaults itself
+    """Index, then `recochat chat` on a free port; `engine`: its LLM backend flags;
+    `env_extra`: its environment variables (the compute-thread-off baseline)."""
+    env = {**os.environ, **(env_extra or {})}  # `python -m recochat` sets the other defaults
     if args.concurrency:  # else the server's default (2; 16 with llm.batching)
         env["RECOCHAT_SERVER__CONCURRENCY"] = str(args.concurrency)
     env["RECOCHAT_SERVER__MAX_QUEUE"] = str(args.max_queue)
@@ -284,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
         default=True,
         help="with --backend: first run transformers-unbatched",
     )
+    p.add_argument(
+        "--compare-compute-thread",
+        action="store_true",
+        help="with --backend: first run transformers-unbatched with RECOCHAT_COMPUTE_THREADS=0 "
+        "(torch on every Gradio worker thread, as before the compute thread)",
+    )
     args = p.parse_args(argv)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
 
@@ -296,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if failures else 0
     runs: dict[str, Any] = {}
     ok = True
-    for label, engine in engines(args):
+    for label, engine, env_extra in engines(args):
         print(f"== {label} ==", flush=True)
         llama = None
         if "--base-url" in engine and engine[engine.index("--base-url") + 1] == "auto":
@@ -305,28 +315,32 @@ def main(argv: list[str] | None = None) -> int:
             llama, base = start_llama_server()
             engine[engine.index("--base-url") + 1] = base
         try:
-            figures, failures = run_load(args, None, engine, catalog, auth)
+            figures, failures = run_load(args, None, engine, catalog, auth, env_extra)
         finally:
             if llama is not None:
                 from evaluation.backend_bench import stop_process
 
                 stop_process(llama)
         figures["engine"] = engine
+        figures["env"] = env_extra
         print_figures(figures, failures)
         runs[label] = figures
         ok = ok and not failures
-    if len(runs) == 2:
-        base, cand = runs.values()
-        speedup = cand["turns_per_s"] / base["turns_per_s"] if base["turns_per_s"] else None
-        runs["speedup_turns_per_s"] = speedup
-        print(f"speed-up over transformers-unbatched: {speedup:.2f}x turns/s (target >= 3x)")
+    if len(runs) >= 2:
+        *bases, cand = runs.values()
+        for name, base in zip(list(runs), bases, strict=False):
+            speedup = cand["turns_per_s"] / base["turns_per_s"] if base["turns_per_s"] else None
+            key = "speedup_turns_per_s" + ("" if name == "transformers-unbatched" else "_vs_off")
+            runs[key] = speedup
+            print(f"speed-up over {name}: {speedup:.2f}x turns/s (target >= 3x)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(runs, indent=2) + "\n", encoding="utf-8")
     return 0 if ok else 1
 
 
-def engines(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
-    """(label, server flags): transformers-unbatched first (the baseline), then --backend."""
+def engines(args: argparse.Namespace) -> list[tuple[str, list[str], dict]]:
+    """(label, server flags, server env): transformers-unbatched first (the baseline; with
+    --compare-compute-thread, first without the compute thread), then --backend."""
     flags = ["--backend", args.backend]
     label = args.backend
     if args.generate_backend:
@@ -337,10 +351,12 @@ def engines(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
     if args.batching:
         flags.append("--batching")
         label += " + batching"
-    baseline = ("transformers-unbatched", ["--backend", "transformers"])
+    baseline = ("transformers-unbatched", ["--backend", "transformers"], {})
+    off = [("transformers-unbatched, compute thread off", baseline[1], {COMPUTE_THREADS: "0"})]
+    off = off if args.compare_compute_thread else []
     if not args.baseline or flags == baseline[1]:
-        return [(label, flags)]
-    return [baseline, (label, flags)]
+        return [*off, (label, flags, {})]
+    return [*off, baseline, (label, flags, {})]
 
 
 def run_load(
@@ -349,11 +365,12 @@ def run_load(
     engine: list[str] | None,
     catalog: dict[str, dict],
     auth: Any,
+    env_extra: dict | None = None,
 ) -> tuple[dict[str, Any], list[str]]:
     """One load run (+ isolation probes and the replay check): its figures and failures."""
     server = None
     if url is None:
-        url, server = start_server(args, engine)
+        url, server = start_server(args, engine, env_extra)
     try:
         run_id = f"{os.getpid()}-{int(time.time())}"
         sessions = make_sessions(args.sessions, args.turns, run_id)

@@ -11,7 +11,11 @@ of worker threads. This measures a batch-1 decoding step of the default model, m
 - `passive main` / `passive worker`: the same under `OMP_WAIT_POLICY=PASSIVE` (what
   `recochat.env` sets for every entry point);
 - `one pool`: `OMP_NUM_THREADS=1` for the process and `torch.set_num_threads(N)` in the one
-  thread that runs the model (model loading included), so a single pool exists.
+  thread that runs the model (model loading included), so a single pool exists; but torch's
+  process-wide count then reaches every thread that runs torch later;
+- `compute thread`: as served (`recochat.env.set_env_defaults(serving=True)`): the `worker`
+  run, with every forward pass on `inference.compute_thread` (N OpenMP threads for it alone,
+  `OMP_NUM_THREADS=1` for every other thread) and the default wait policy.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ SETTINGS = {  # name: (environment, thread that runs the steps)
     "passive main": ({"OMP_WAIT_POLICY": "PASSIVE"}, "main"),
     "passive worker": ({"OMP_WAIT_POLICY": "PASSIVE"}, "worker"),
     "one pool": ({"OMP_NUM_THREADS": "1"}, "one pool"),
+    "compute thread": ({"OMP_NUM_THREADS": "1", "RECOCHAT_COMPUTE_THREADS": "N"}, "worker"),
 }
 
 
@@ -97,8 +102,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     figures = {}
     for name, (env, where) in SETTINGS.items():
-        run_env = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "RECOCHAT_"))}
         run_env.update(env, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+        if run_env.get("RECOCHAT_COMPUTE_THREADS") == "N":
+            run_env["RECOCHAT_COMPUTE_THREADS"] = str(args.threads)
         cmd = [sys.executable, __file__, "--child", where, "--steps", str(args.steps)]
         cmd += ["--threads", str(args.threads)]
         done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=True)

@@ -41,7 +41,9 @@ class LLMSettings(BaseModel):
         description="Compute dtype when not 4-bit. 'auto': bfloat16 on CUDA and on CPUs with "
         "AMX/AVX512-BF16 (several times faster there), float32 on other CPUs.",
     )
-    threads: int = Field(0, description="torch CPU threads; 0 = torch's default.")
+    threads: int = Field(
+        0, description="torch CPU threads (of the compute thread when it is on); 0 = the default."
+    )
     trust_remote_code: bool = Field(
         False,
         description="Allow model repos to run their own Python code. Off unless you trust it.",
