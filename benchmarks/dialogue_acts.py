@@ -6,13 +6,17 @@
     python benchmarks/dialogue_acts.py --redial ... --method llm --splits dev   # LLM label scores
     python benchmarks/dialogue_acts.py --redial ... --splits dev,test1,test2    # per label round
     python benchmarks/dialogue_acts.py --redial ... --method head,rules,stack --splits train5
+    python benchmarks/dialogue_acts.py --redial ... --method head,head=runs/head.toml,rules \
+        --splits train6     # the bundled head against weights refitted by train_act_head.py
+    python benchmarks/dialogue_acts.py --redial ... --splits train5+train6   # pooled rounds
 
 Labels: evaluation/data/dialogue_acts.jsonl (keys + acts; the text is joined from --redial).
 Splits by dialogue (`split_of`): rules and exemplars were written on train, chosen on dev;
 test is held out. Prints accuracy, per-act recall, the confusion and latency per message, and
 the hand-written synthetic product-style messages' accuracy separately (not ReDial text).
 Methods (comma-separated: each is reported in the same run): head (the served path: the
-learned head of prompts/dialogue_act_head.toml over the bundled MiniLM), rules (the rules
+learned head of prompts/dialogue_act_head.toml over the bundled MiniLM), head=FILE (the same
+head with the weights of FILE, as written by train_act_head.py --out), rules (the rules
 alone), stack (a head that also sees the rule's act, fitted here on label rounds 1-4),
 emb (nearest exemplars only), mix (rules, unsure ones to the exemplars), llm (the default LLM
 scores the eight act letters, prompts/dialogue_act_llm.txt). Each part's accuracy comes with a
@@ -40,6 +44,7 @@ from chatbot.understanding.acts import (
     slot_of,
 )
 from evaluation.act_labels import load_labelled, load_synthetic, turn_context
+from retrieval.errors import RetrievalError
 
 LETTERS = "ABCDEFGH"  # prompts/dialogue_act_llm.txt lists the acts in ACTS order
 
@@ -53,12 +58,15 @@ def build(method: str, redial: Path | None = None):
     if method == "rules":
         clf = ActClassifier(lex)
         return lex, clf.classify
-    if method == "head":
-        from chatbot.understanding.act_head import EMBEDDER
+    if method == "head" or method.startswith("head="):
+        from chatbot.understanding.act_head import EMBEDDER, load_act_head
         from retrieval.embeddings import load_embedder
 
-        clf = ActClassifier(lex, embedder=load_embedder(EMBEDDER))
-        return lex, clf.classify
+        embedder = load_embedder(EMBEDDER)
+        if method == "head":
+            return lex, ActClassifier(lex, embedder=embedder).classify
+        weights = Path(method.removeprefix("head="))
+        return lex, ActClassifier(lex, head=load_act_head(embedder, weights)).classify
     if method == "stack":
         return lex, ActClassifier(lex, head=_stacked_head(lex, redial)).classify
     if method in ("emb", "mix"):
@@ -70,7 +78,9 @@ def build(method: str, redial: Path | None = None):
         return lex, clf.classify
     if method == "llm":
         return lex, _llm_classifier(lex)
-    raise SystemExit(f"error: unknown --method {method!r}: use head, rules, stack, emb, mix, llm")
+    raise SystemExit(
+        f"error: unknown --method {method!r}: use head, head=FILE, rules, stack, emb, mix, llm"
+    )
 
 
 def _stacked_head(lex, redial):
@@ -195,14 +205,20 @@ def synthetic(lex, classify) -> dict:
             "wrong": wrong}  # fmt: skip
 
 
+def _part(rows, split: str):
+    """The rows of one part: a split ("test"), or one label round of it ("train6")."""
+    name = split.rstrip("0123456789")
+    if name not in ("train", "dev", "test"):
+        raise SystemExit(f"error: unknown part {split!r} in --splits: use e.g. dev, test3, train6")
+    part = [u for u in rows if u.split == name]
+    return part if name == split else [u for u in part if u.round == int(split[len(name) :])]
+
+
 def run_method(method: str, rows, args) -> dict:
     lex, classify = build(method, args.redial)
     report: dict = {"method": method, "splits": {}}
     for split in args.splits.split(","):
-        name = split.rstrip("0123456789")
-        part = [u for u in rows if u.split == name]
-        if name != split:
-            part = [u for u in part if u.round == int(split[len(name) :])]
+        part = [u for one in split.split("+") for u in _part(rows, one)]
         result = evaluate(part, lex, classify)
         result["natural"] = evaluate([u for u in part if u.sample == "natural"], lex, classify)[
             "accuracy"
@@ -234,12 +250,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
     ap.add_argument("--labels", type=Path, default=None, help="default: the bundled label file")
     ap.add_argument(
-        "--method", default="head", help="comma-separated: head, rules, stack, emb, mix, llm"
+        "--method",
+        default="head",
+        help="comma-separated: head, head=FILE (weights from train_act_head.py --out FILE), "
+        "rules, stack, emb, mix, llm",
     )
     ap.add_argument(
         "--splits",
         default="dev,test",
-        help="comma-separated: train, dev, test (all rounds), test1 .. test4, train5 (one round)",
+        help="comma-separated parts: train, dev, test (all rounds), test1 .. test4, train5, "
+        "train6 (one round); join parts with + to pool them (train5+train6)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
     args = ap.parse_args(argv)
@@ -247,7 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     from recochat.env import set_env_defaults
 
     set_env_defaults()
-    rows = load_labelled(args.redial, args.labels)
+    try:
+        rows = load_labelled(args.redial, args.labels)
+    except RetrievalError as e:
+        raise SystemExit(f"error: {e}") from None
     report: dict = {"methods": {}}
     for method in args.method.split(","):
         print(f"== method {method}")

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
-ENV = "RECOCHAT_COMPUTE_THREADS"  # recochat.env.COMPUTE_THREADS (a lower layer cannot import it)
+ENV = "RECOCHAT_COMPUTE_THREADS"  # set by recochat.env for serving processes
 
 T = TypeVar("T")
 

