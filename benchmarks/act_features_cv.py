@@ -78,26 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     from sklearn.model_selection import GroupKFold
     from sklearn.preprocessing import StandardScaler
 
-    from benchmarks.train_act_head import fit, predict, select, training_set
-    from chatbot.understanding.act_head import EMBEDDER, allowed_acts, cue_features
-    from chatbot.understanding.acts import ACTS, load_lexicon
-    from evaluation.act_labels import load_labelled
+    from benchmarks.train_act_head import act_rows, fit, predict
+    from chatbot.understanding.act_head import EMBEDDER, cue_features
+    from chatbot.understanding.acts import load_lexicon
     from recochat.env import set_env_defaults
     from retrieval.embeddings import load_embedder
-    from retrieval.errors import RetrievalError
 
     set_env_defaults()
     lex = load_lexicon()
-    try:
-        rows = select(load_labelled(args.redial), args.rounds.split(","))
-    except RetrievalError as e:
-        raise SystemExit(f"error: {e}") from None
-    texts, contexts, labels, groups = training_set(rows, lex)
-    previous = [u.previous for u in rows] + [""] * (len(texts) - len(rows))
-    y = np.asarray([ACTS.index(a) for a in labels])
-    masks = np.asarray([[a in allowed_acts(c) for a in ACTS] for c in contexts])
-    redial = np.arange(len(y)) < len(rows)
-    round5 = np.asarray([u.round == 5 for u in rows] + [False] * (len(y) - len(rows)))
+    data = act_rows(args.redial, args.rounds.split(","), lex)
+    texts, contexts, previous, groups = data.texts, data.contexts, data.previous, data.groups
+    y, masks, redial, round5 = data.y, data.masks, data.redial, data.of_rounds({5})
     folds = list(GroupKFold(n_splits=5).split(texts, y, groups))
 
     embedder = load_embedder(EMBEDDER)

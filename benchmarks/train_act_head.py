@@ -18,11 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chatbot.understanding.act_head import EMBEDDER, allowed_acts, cue_features, rule_features
 from chatbot.understanding.acts import ACTS, load_lexicon
 from evaluation.act_labels import load_labelled, load_synthetic, turn_context
+from retrieval.errors import RetrievalError
 
 log = logging.getLogger("train_act_head")
 FROZEN = {"features": "cues", "C": 3.0}  # chosen by the grouped CV below on rounds 1-4
@@ -71,6 +74,52 @@ def training_set(rows, lex):
     return texts, contexts, labels, groups
 
 
+@dataclass
+class ActRows:
+    """The labelled ReDial rows of some parts, then the synthetic messages, as the CV sees them."""
+
+    rows: list  # the LabelledUtterance of each ReDial row (the first len(rows) entries)
+    texts: list[str]
+    contexts: list
+    previous: list[str]  # the recommender's turn before each message ("" for synthetic ones)
+    groups: list[str]  # dialog_id, or one group per synthetic message
+    y: Any  # act indices
+    masks: Any  # the acts each context allows
+    redial: Any  # True on the ReDial rows
+
+    def of_rounds(self, rounds: set[int]) -> Any:
+        """True on the ReDial rows of those label rounds."""
+        import numpy as np
+
+        return np.asarray([u.round in rounds for u in self.rows] + [False] * self.synthetic)
+
+    @property
+    def synthetic(self) -> int:
+        return len(self.texts) - len(self.rows)
+
+
+def act_rows(redial: Path, parts: list[str], lex) -> ActRows:
+    """The rows of `parts` (split, or split+round) joined with their ReDial text, and the
+    synthetic messages; a missing ReDial file exits with a one-line error."""
+    import numpy as np
+
+    try:
+        rows = select(load_labelled(redial), parts)
+    except RetrievalError as e:
+        raise SystemExit(f"error: {e}") from None
+    texts, contexts, labels, groups = training_set(rows, lex)
+    return ActRows(
+        rows=rows,
+        texts=texts,
+        contexts=contexts,
+        previous=[u.previous for u in rows] + [""] * (len(texts) - len(rows)),
+        groups=groups,
+        y=np.asarray([ACTS.index(a) for a in labels]),
+        masks=np.asarray([[a in allowed_acts(c) for a in ACTS] for c in contexts]),
+        redial=np.arange(len(texts)) < len(rows),
+    )
+
+
 def write_head(path: Path, coef, intercept, features: str, c: float, parts: list[str]) -> None:
     def row(values) -> str:
         return "[" + ", ".join(f"{float(v):.5g}" for v in values) + "]"
@@ -113,17 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     set_env_defaults()
     lex = load_lexicon()
     parts = args.rounds.split(",")
-    rows = select(load_labelled(args.redial), parts)
-    texts, contexts, labels, groups = training_set(rows, lex)
+    data = act_rows(args.redial, parts, lex)
+    texts, contexts, groups, y, masks = data.texts, data.contexts, data.groups, data.y, data.masks
+    redial, later = data.redial, data.of_rounds({4, 5, 6})
     log.info("embedding %d messages", len(texts))
     embedder = load_embedder(EMBEDDER)
     x_rules = design(texts, contexts, lex, embedder, "rules")
     dim = x_rules.shape[1] - len(rule_features("hi", contexts[0], lex))
     x_cues = np.hstack([x_rules[:, :dim], x_rules[:, dim + len(ACTS) + 1 :]])
-    y = np.asarray([ACTS.index(a) for a in labels])
-    masks = np.asarray([[a in allowed_acts(c) for a in ACTS] for c in contexts])
-    redial = np.arange(len(y)) < len(rows)
-    later = np.asarray([u.round >= 4 for u in rows] + [False] * (len(y) - len(rows)))
     rule_pred = x_rules[:, dim : dim + len(ACTS)].argmax(1)
     rule_conf = x_rules[:, dim + len(ACTS)]
     folds = list(GroupKFold(n_splits=5).split(x_rules, y, groups))

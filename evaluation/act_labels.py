@@ -55,6 +55,18 @@ def labels_path() -> Path:
     return Path(__file__).parent / "data" / "dialogue_acts.jsonl"
 
 
+def relabel_path() -> Path:
+    """A second, blind labelling of 100 labelled turns (benchmarks/label_agreement.py)."""
+    return Path(__file__).parent / "data" / "dialogue_acts_relabel.jsonl"
+
+
+def read_acts(path: str | Path) -> dict[tuple[str, int], str]:
+    """The act of each (dialog_id, utterance) in a label file; no ReDial text needed."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines if line.strip()]
+    return {(r["dialog_id"], int(r["utterance"])): r["act"] for r in rows}
+
+
 @dataclass(frozen=True)
 class LabelledUtterance:
     dialog_id: str

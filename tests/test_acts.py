@@ -47,6 +47,12 @@ def classifier() -> ActClassifier:
         ("is it ok for kids?", SHOWN, "item_question", "kids_ok"),
         ("is it scary?", SHOWN, "item_question", "scary"),
         ("how long is it?", SHOWN, "item_question", "runtime"),
+        # A shown item by its place in the list, and opinions asked of it.
+        ("is the first one good?", SHOWN, "item_question", "other"),
+        ("is the second one scary?", SHOWN, "item_question", "scary"),
+        ("what do you think of the third one?", SHOWN, "item_question", "other"),
+        ("haven't seen it. how is it?", SHOWN, "item_question", "other"),
+        ("how is it going?", FRESH, "greeting", None),
         ("why did you pick that?", SHOWN, "why_question", None),
         ("something older", SHOWN, "refine", None),
         ("less violent please", SHOWN, "refine", None),
@@ -137,6 +143,14 @@ def test_label_file_holds_keys_and_labels_only():
     assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)
 
 
+def test_relabelled_sample_names_labelled_turns_and_valid_acts():
+    from evaluation.act_labels import labels_path, read_acts, relabel_path
+
+    first, second = read_acts(labels_path()), read_acts(relabel_path())
+    assert len(second) == 100 and set(second) <= set(first)
+    assert set(second.values()) <= set(ACTS)
+
+
 @pytest.mark.skipif(not REDIAL_VALID.is_file(), reason="../shared data not present")
 def test_labels_join_real_redial_seeker_turns():
     from evaluation.act_labels import load_labelled
@@ -144,10 +158,12 @@ def test_labels_join_real_redial_seeker_turns():
     rows = load_labelled(REDIAL_VALID)
     test = [u for u in rows if u.split == "test"]
     assert len(test) >= 100 and all(u.sample == "natural" for u in test)
-    fresh = [u for u in rows if u.round == 5]  # the held-out round: train-split dialogues
-    assert len(fresh) >= 150 and {u.split for u in fresh} == {"train"}
-    assert all(u.sample == "natural" for u in fresh)
-    assert not {u.dialog_id for u in fresh} & {u.dialog_id for u in rows if u.round < 5}
+    for held_out in (5, 6, 7):  # each a natural sample of train-split dialogues new to it
+        fresh = [u for u in rows if u.round == held_out]
+        assert len(fresh) >= 150 and {u.split for u in fresh} == {"train"}
+        assert all(u.sample == "natural" for u in fresh)
+        earlier = {u.dialog_id for u in rows if u.round < held_out}
+        assert not {u.dialog_id for u in fresh} & earlier
     assert all(u.text.strip() and u.utterance % 2 == 0 for u in rows)
 
 
