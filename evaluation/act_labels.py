@@ -10,16 +10,18 @@ they are spent. Round 3 (160 natural test-split turns never labelled before) was
 under the guide below after the rules were frozen, run once, and then developed on (spent).
 Round 4 (160 more natural test-split turns, never labelled before) was labelled blind after the
 rules were frozen again, run once, and then used to choose the served learned head (spent).
-Round 5 (180 natural turns of train-split dialogues none of whose turns was labelled before,
-drawn by `sample_fresh(redial, 180, seed=5)`) was labelled blind after the head was frozen, and
-is the held-out figure of the served head. All rounds
+Rounds 5, 6 and 7 (180, 200 and 200 natural turns of train-split dialogues none of whose turns
+was labelled before, drawn by `sample_fresh(redial, n, seed)` with seeds 5, 6 and 7) were each
+labelled blind after the head was frozen and scored once: rounds 5 and 6 held out the head
+fitted on rounds 1-4 (then spent: the head is now fitted on rounds 1-6), round 7 holds out the
+served head. All rounds
 follow the same guide: when the reaction/taste rule was written, every earlier refine and
 feedback label was re-read under it (42 feedback labels became refine). The text itself stays
 in ../shared and is joined here at benchmark time, never copied into the repo.
 
 The split is the dialogue's `split_of` (70/15/15): rules and exemplars are developed on train,
-chosen on dev, and reported once on test; round 5 is drawn from train-split dialogues (few
-unlabelled test-split turns remain) and reported on its own (`--splits train5`).
+chosen on dev, and reported once on test; rounds 5-7 are drawn from train-split dialogues (few
+unlabelled test-split turns remain) and each reported on its own (`--splits train7`).
 
 Labelling guide, first rule that applies: item_question (asks a fact or opinion of an item:
 "what is it about?", "is it good?", "which one would you pick?", slot = the fact asked, "other"
