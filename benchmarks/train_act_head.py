@@ -6,11 +6,11 @@
 
 Fitted on the labelled parts named by --rounds (never a held-out round) and the hand-written
 synthetic messages. Reports 5-fold cross-validation grouped by dialogue (`GroupKFold`, no
-shuffling: deterministic) on the ReDial rows, overall and on the rows of rounds 4-6 (those the
-rules were not developed on, but for three round-6 item questions), for: the rules; the head
-over the embedding and the cues (`features = "cues"`, served); the head that also sees the
-rule's act (`"rules"`); the rules where sure and that head elsewhere. Then fits the frozen choice (cues, C=3) on all the rows
-and writes its coefficients (no text) to --out.
+shuffling: deterministic) on the ReDial rows, overall and on the rows of round 4 and later
+(those the rules were not developed on, but for three round-6 item questions), for: the rules;
+the head over the embedding and the cues (`features = "cues"`); the head that also sees the
+rule's act (`"rules"`, served); the rules where sure and that head elsewhere. Then fits the
+frozen choice (rules, C=1) on all the rows and writes its coefficients (no text) to --out.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ from evaluation.act_labels import load_labelled, load_synthetic, turn_context
 from retrieval.errors import RetrievalError
 
 log = logging.getLogger("train_act_head")
-FROZEN = {"features": "cues", "C": 3.0}  # chosen by the grouped CV below on rounds 1-4
+# Chosen by the grouped CV below on rounds 1-8 (best overall, and within 0.001 of the best on the
+# rounds the rules were not written on); before that, {"features": "cues", "C": 3.0} from rounds 1-4.
+FROZEN = {"features": "rules", "C": 1.0}
 GRID = (0.3, 1.0, 3.0, 10.0)
 
 
@@ -147,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--report", type=Path, default=Path("runs/act_head_cv.json"))
     ap.add_argument(
         "--rounds",
-        default="train1,train2,dev,test1,test2,test3,test4,train5,train6",
+        default="train1,train2,dev,test1,test2,test3,test4,train5,train6,train7,dev8",
         help="labelled parts to fit on (split, or split+round); keep held-out rounds out",
     )
     args = ap.parse_args(argv)
@@ -164,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.rounds.split(",")
     data = act_rows(args.redial, parts, lex)
     texts, contexts, groups, y, masks = data.texts, data.contexts, data.groups, data.y, data.masks
-    redial, later = data.redial, data.of_rounds({4, 5, 6})
+    redial, later = data.redial, data.of_rounds(set(range(4, 100)))
     log.info("embedding %d messages", len(texts))
     embedder = load_embedder(EMBEDDER)
     x_rules = design(texts, contexts, lex, embedder, "rules")
@@ -184,10 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = pred == y
         return {
             "all": round(float(ok[redial].mean()), 3),
-            "rounds4-6": round(float(ok[later].mean()), 3),
+            "round4+": round(float(ok[later].mean()), 3),
         }
 
-    report: dict = {"n": int(redial.sum()), "rounds4-6": int(later.sum()), "folds": 5, "cv": {}}
+    report: dict = {"n": int(redial.sum()), "round4+": int(later.sum()), "folds": 5, "cv": {}}
     report["cv"]["rules"] = score(rule_pred)
     for c in GRID:
         report["cv"][f"head cues C={c}"] = score(cv(x_cues, c))
@@ -198,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     for name, s in report["cv"].items():
         log.info(
-            "%-40s grouped 5-fold accuracy %.3f (rounds 4-6 %.3f)", name, s["all"], s["rounds4-6"]
+            "%-40s grouped 5-fold accuracy %.3f (rounds 4+ %.3f)", name, s["all"], s["round4+"]
         )
     coef, intercept = fit(x_cues if FROZEN["features"] == "cues" else x_rules, y, FROZEN["C"])
     write_head(args.out, coef, intercept, FROZEN["features"], FROZEN["C"], parts + ["synthetic"])

@@ -209,7 +209,7 @@ def test_served_path_is_the_bundled_head_over_the_real_embedder(embedder):
         got = served.classify(text, ctx)
         assert (got.name, got.slot) == (act, slot), text
         assert 0 < got.confidence <= 1
-    assert served.head is not None and served.head.inputs == "cues"
+    assert served.head is not None and served.head.inputs == "rules"  # sees the rule path too
     # The head only picks acts the context allows: no feedback before any item is in play.
     assert served.classify("seen it", FRESH).name not in {"refine", "feedback", "topic_shift"}
 

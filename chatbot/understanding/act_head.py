@@ -5,14 +5,14 @@
     ActClassifier(lexicon, embedder=embedder)      # the same, the head loaded at first use
 
 The features of a message are its embedding by the bundled MiniLM (one `embed_query`, ~10 ms
-idle) followed by, for the served head (`features = "cues"`), which cue groups of
-`prompts/dialogue_acts.toml` fired and the turn's context; a `features = "rules"` head also
-sees the rule path's act (one-hot) and confidence. The weights are a multinomial logistic
-regression fitted by `benchmarks/train_act_head.py` on the labelled acts; the weights file
-holds only the derived coefficients, no utterance text. The served head does not see the rule
-path's decision: the rules were revised on most labelled rows, so a head fitted on them learns
-to trust them more than fresh text warrants (docs/dialogue_acts.md). This module knows nothing
-of the catalog, the store or the LLM.
+idle) followed, for a `features = "cues"` head, by which cue groups of
+`prompts/dialogue_acts.toml` fired and the turn's context; the served head (`features =
+"rules"`) also sees the rule path's act (one-hot) and confidence. The weights are a multinomial
+logistic regression fitted by `benchmarks/train_act_head.py` on the labelled acts; the weights
+file holds only the derived coefficients, no utterance text. Which inputs are served is chosen
+by grouped cross-validation, judged on the label rounds the rules were not written on, since a
+head fitted where the rules were revised learns to trust them more than fresh text warrants
+(docs/dialogue_acts.md). This module knows nothing of the catalog, the store or the LLM.
 """
 
 from __future__ import annotations
