@@ -10,18 +10,19 @@ they are spent. Round 3 (160 natural test-split turns never labelled before) was
 under the guide below after the rules were frozen, run once, and then developed on (spent).
 Round 4 (160 more natural test-split turns, never labelled before) was labelled blind after the
 rules were frozen again, run once, and then used to choose the served learned head (spent).
-Rounds 5, 6 and 7 (180, 200 and 200 natural turns of train-split dialogues none of whose turns
-was labelled before, drawn by `sample_fresh(redial, n, seed)` with seeds 5, 6 and 7) were each
-labelled blind after the head was frozen and scored once: rounds 5 and 6 held out the head
-fitted on rounds 1-4 (then spent: the head is now fitted on rounds 1-6), round 7 holds out the
-served head. All rounds
+Rounds 5-9 (180, 200 and 200 natural turns of train-split dialogues none of whose turns was
+labelled before, drawn by `sample_fresh(redial, n, seed)` with seeds 5, 6 and 7; then every
+remaining unlabelled dev-split turn, 195, seed 8; then every remaining train-split turn, 178,
+seed 9) were each labelled blind with the method frozen and scored once; round 9 holds out the
+served head, fitted on rounds 1-8 (docs/dialogue_acts.md). All rounds
 follow the same guide: when the reaction/taste rule was written, every earlier refine and
 feedback label was re-read under it (42 feedback labels became refine). The text itself stays
 in ../shared and is joined here at benchmark time, never copied into the repo.
 
 The split is the dialogue's `split_of` (70/15/15): rules and exemplars are developed on train,
-chosen on dev, and reported once on test; rounds 5-7 are drawn from train-split dialogues (few
-unlabelled test-split turns remain) and each reported on its own (`--splits train7`).
+chosen on dev, and reported once on test; rounds 5-9 are drawn from train- and dev-split
+dialogues (no unlabelled test-split turns remain) and each reported on its own
+(`--splits train9`).
 
 Labelling guide, first rule that applies: item_question (asks a fact or opinion of an item:
 "what is it about?", "is it good?", "which one would you pick?", slot = the fact asked, "other"
