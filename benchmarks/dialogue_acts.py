@@ -85,17 +85,14 @@ def build(method: str, redial: Path | None = None):
 
 def _stacked_head(lex, redial):
     """The head over the embedding and the rule features, fitted on label rounds 1-4."""
-    import numpy as np
-
-    from benchmarks.train_act_head import design, fit, select, training_set
+    from benchmarks.train_act_head import act_rows, design, fit
     from chatbot.understanding.act_head import EMBEDDER, ActHead
     from retrieval.embeddings import load_embedder
 
     embedder = load_embedder(EMBEDDER)
-    rows = select(load_labelled(redial), STACK_ROUNDS.split(","))
-    texts, contexts, labels, _ = training_set(rows, lex)
-    x = design(texts, contexts, lex, embedder, "rules")
-    coef, intercept = fit(x, np.asarray([ACTS.index(a) for a in labels]), STACK_C)
+    data = act_rows(redial, STACK_ROUNDS.split(","), lex)
+    x = design(data.texts, data.contexts, lex, embedder, "rules")
+    coef, intercept = fit(x, data.y, STACK_C)
     return ActHead(ACTS, tuple(map(tuple, coef)), tuple(intercept), embedder, "rules")
 
 

@@ -30,13 +30,15 @@ import threading
 import time
 from pathlib import Path
 
+from inference.compute_thread import ENV as COMPUTE_THREADS
+
 SETTINGS = {  # name: (environment, thread that runs the steps)
     "main": ({}, "main"),
     "worker": ({}, "worker"),
     "passive main": ({"OMP_WAIT_POLICY": "PASSIVE"}, "main"),
     "passive worker": ({"OMP_WAIT_POLICY": "PASSIVE"}, "worker"),
     "one pool": ({"OMP_NUM_THREADS": "1"}, "one pool"),
-    "compute thread": ({"OMP_NUM_THREADS": "1", "RECOCHAT_COMPUTE_THREADS": "N"}, "worker"),
+    "compute thread": ({"OMP_NUM_THREADS": "1", COMPUTE_THREADS: "{threads}"}, "worker"),
 }
 
 
@@ -103,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {}
     for name, (env, where) in SETTINGS.items():
         run_env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "RECOCHAT_"))}
-        run_env.update(env, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-        if run_env.get("RECOCHAT_COMPUTE_THREADS") == "N":
-            run_env["RECOCHAT_COMPUTE_THREADS"] = str(args.threads)
+        run_env.update({k: v.format(threads=args.threads) for k, v in env.items()})
+        run_env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         cmd = [sys.executable, __file__, "--child", where, "--steps", str(args.steps)]
         cmd += ["--threads", str(args.threads)]
         done = subprocess.run(cmd, env=run_env, capture_output=True, text=True, check=True)
