@@ -81,11 +81,14 @@ class LabelledUtterance:
     slot: str | None
     text: str
     context: tuple[str, ...]  # the dialogue's utterances before this one, seeker first
+    # the catalog titles named in each utterance of `context`, then in `text` (as the
+    # dataset marks them: ReDial writes "Title (year)", OpenDialKG annotates entities)
+    mentions: tuple[frozenset[str], ...] = ()
 
     @property
     def items_before(self) -> bool:
-        """Whether any movie (ReDial marks them "Title (year)") came up before this turn."""
-        return any(_TITLE_WITH_YEAR.search(u) for u in self.context)
+        """Whether any title came up before this turn."""
+        return any(self.mentions[:-1])
 
     @property
     def previous(self) -> str:
@@ -134,6 +137,7 @@ def load_labelled(
                     slot=row.get("slot"),
                     text=context[i],
                     context=tuple(context[:i]),
+                    mentions=tuple(frozenset(redial_titles(u)) for u in context[: i + 1]),
                 )
             )
     return out
@@ -180,8 +184,8 @@ def _norm_title(span: str) -> str:
 def turn_context(u: LabelledUtterance, lex: Lexicon) -> TurnContext:
     """The classifier's context of a labelled utterance, as serving builds it from the state:
     the topic's genres are those the seeker named before (ReDial has no constraint state)."""
-    before = {t for c in u.context for t in redial_titles(c)}
-    here = set(redial_titles(u.text))
+    before = frozenset().union(*u.mentions[:-1])
+    here = u.mentions[-1]
     seeker = [normalize(c) for c in u.context[0::2]]
     return TurnContext(
         has_items=u.items_before,
