@@ -9,6 +9,8 @@
     python benchmarks/dialogue_acts.py --redial ... --method head,head=runs/head.toml,rules \
         --splits train6     # the bundled head against weights refitted by train_act_head.py
     python benchmarks/dialogue_acts.py --redial ... --splits train5+train6   # pooled rounds
+    python benchmarks/dialogue_acts.py --redial ... --opendialkg ../shared/data/opendialkg \
+        --method head,rules --splits odkg10   # OpenDialKG rounds (evaluation/opendialkg_acts.py)
 
 Labels: evaluation/data/dialogue_acts.jsonl (keys + acts; the text is joined from --redial).
 Splits by dialogue (`split_of`): rules and exemplars were written on train, chosen on dev;
@@ -43,6 +45,7 @@ from chatbot.understanding.acts import (
     normalize,
     slot_of,
 )
+from evaluation import opendialkg_acts
 from evaluation.act_labels import load_labelled, load_synthetic, turn_context
 from retrieval.errors import RetrievalError
 
@@ -205,8 +208,12 @@ def synthetic(lex, classify) -> dict:
 def _part(rows, split: str):
     """The rows of one part: a split ("test"), or one label round of it ("train6")."""
     name = split.rstrip("0123456789")
-    if name not in ("train", "dev", "test"):
-        raise SystemExit(f"error: unknown part {split!r} in --splits: use e.g. dev, test3, train6")
+    if name not in ("train", "dev", "test", "odkg"):
+        raise SystemExit(
+            f"error: unknown part {split!r} in --splits: use e.g. dev, test3, train6, odkg10"
+        )
+    if name == "odkg" and not any(u.split == "odkg" for u in rows):
+        raise SystemExit(f"error: part {split!r} needs --opendialkg ../shared/data/opendialkg")
     part = [u for u in rows if u.split == name]
     return part if name == split else [u for u in part if u.round == int(split[len(name) :])]
 
@@ -247,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redial", type=Path, required=True, help="valid_data_processed.jsonl")
     ap.add_argument("--labels", type=Path, default=None, help="default: the bundled label file")
     ap.add_argument(
+        "--opendialkg",
+        type=Path,
+        default=None,
+        help="the OpenDialKG folder: adds its labelled rounds (parts odkg10, ...)",
+    )
+    ap.add_argument(
         "--method",
         default="head",
         help="comma-separated: head, head=FILE (weights from train_act_head.py --out FILE), "
@@ -255,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--splits",
         default="dev,test",
-        help="comma-separated parts: train, dev, test (all rounds), test1 .. test4, train5, "
-        "train6 (one round); join parts with + to pool them (train5+train6)",
+        help="comma-separated parts: train, dev, test, odkg (all rounds), test1 .. test4, "
+        "train5, odkg10 (one round); join parts with + to pool them (train5+train6)",
     )
     ap.add_argument("--out", type=Path, default=Path("runs/dialogue_acts.json"))
     args = ap.parse_args(argv)
@@ -266,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     set_env_defaults()
     try:
         rows = load_labelled(args.redial, args.labels)
+        if args.opendialkg:
+            rows += opendialkg_acts.load_labelled(args.opendialkg)
     except RetrievalError as e:
         raise SystemExit(f"error: {e}") from None
     report: dict = {"methods": {}}
