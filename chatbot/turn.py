@@ -206,7 +206,9 @@ class Recommender:
         ids = [m.item_id for m in index.find(text)]
         seeds = [*state.liked, *state.mentioned][-MAX_ACT_SEEDS:]
         genres = frozenset(g for it in self.store.get(seeds) for g in it.genres) if seeds else None
-        act = self.acts.classify(text, context_from_state(state, ids, genres or frozenset()))
+        people = sum(1 for e in index.find_entities(text) if e.key.startswith("person:"))
+        ctx = context_from_state(state, ids, genres or frozenset(), people)
+        act = self.acts.classify(text, ctx)
         if act.name == "topic_shift":
             asked = update_constraints(Constraints(), text, schema).include_genres
             plan = plan_topic_shift(act, state, text, frozenset(asked))

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,6 +85,7 @@ class LabelledUtterance:
     # the catalog titles named in each utterance of `context`, then in `text` (as the
     # dataset marks them: ReDial writes "Title (year)", OpenDialKG annotates entities)
     mentions: tuple[frozenset[str], ...] = ()
+    people: int = 0  # catalog people the entity linker finds in `text`
 
     @property
     def items_before(self) -> bool:
@@ -96,13 +98,27 @@ class LabelledUtterance:
         return self.context[-1] if self.context else ""
 
 
+def people_counter(catalog: Path, fmt: str) -> Callable[[str], int]:
+    """How many catalog people `EntityLinker` finds in a text, as serving counts them for
+    `TurnContext.people`; 0 for every text when the catalog file is absent."""
+    if not catalog.is_file():
+        return lambda text: 0
+    from retrieval.catalog import load_catalog
+    from retrieval.entity_links import EntityLinker
+
+    linker = EntityLinker(load_catalog(catalog, fmt=fmt).items)
+    return lambda text: sum(1 for link in linker.find(text) if link.key.startswith("person:"))
+
+
 def load_labelled(
     redial_path: str | Path, path: str | Path | None = None
 ) -> list[LabelledUtterance]:
-    """The labelled utterances joined with their text from ReDial's `valid_data_processed.jsonl`."""
+    """The labelled utterances joined with their text from ReDial's `valid_data_processed.jsonl`
+    (people are linked against the `id2info.json` beside it)."""
     redial = Path(redial_path)
     if not redial.is_file():
         raise RetrievalError(f"ReDial file {redial} not found: pass valid_data_processed.jsonl")
+    people = people_counter(redial.parent / "id2info.json", "redial")
     longest: dict[str, list[str]] = {}
     with redial.open(encoding="utf-8") as fh:
         for line in fh:
@@ -138,6 +154,7 @@ def load_labelled(
                     text=context[i],
                     context=tuple(context[:i]),
                     mentions=tuple(frozenset(redial_titles(u)) for u in context[: i + 1]),
+                    people=people(context[i]),
                 )
             )
     return out
@@ -192,6 +209,7 @@ def turn_context(u: LabelledUtterance, lex: Lexicon) -> TurnContext:
         new_titles=len(here - before),
         titles=len(here),
         topic_genres=frozenset().union(*(lex.genres_in(c) for c in seeker)),
+        people=u.people,
     )
 
 
@@ -221,6 +239,7 @@ def load_synthetic(path: str | Path | None = None) -> list[SyntheticUtterance]:
                 new_titles=int(row.get("titles", 0)) if row.get("has_items") else 0,
                 titles=int(row.get("titles", 0)),
                 topic_genres=frozenset(row.get("topic_genres", ())),
+                people=int(row.get("people", 0)),
             )
             out.append(SyntheticUtterance(row["text"], row["act"], row.get("slot"), ctx))
     return out

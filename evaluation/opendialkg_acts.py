@@ -21,7 +21,7 @@ import re
 from pathlib import Path
 
 from dialogues.split import split_of
-from evaluation.act_labels import LabelledUtterance
+from evaluation.act_labels import LabelledUtterance, people_counter
 from retrieval.errors import RetrievalError
 
 FILES = ("train_data_processed.jsonl", "valid_data_processed.jsonl")
@@ -70,6 +70,7 @@ def titles_in(text: str, titles: frozenset[str]) -> frozenset[str]:
 def load_labelled(data_dir: str | Path, path: str | Path | None = None) -> list[LabelledUtterance]:
     """The labelled OpenDialKG utterances with their text; `split` is "odkg" (parts odkg10, ...)."""
     known = dialogues(data_dir)
+    people = people_counter(Path(data_dir) / "id2info.json", "opendialkg")
     out = []
     for line in Path(path or labels_path()).read_text(encoding="utf-8").splitlines():
         if not line.strip():
@@ -94,6 +95,7 @@ def load_labelled(data_dir: str | Path, path: str | Path | None = None) -> list[
                 text=context[i],
                 context=tuple(context[:i]),
                 mentions=tuple(titles_in(u, titles) for u in context[: i + 1]),
+                people=people(context[i]),
             )
         )
     return out

@@ -67,6 +67,7 @@ def cue_features(text: str, ctx: TurnContext, lex: Lexicon) -> list[float]:
         float(bool(OPINION.search(t))),
         float("?" in t),
         math.log1p(len(t.split())) / 4,
+        float(ctx.people > 0),
     ]
     return out
 

@@ -96,24 +96,29 @@ class TurnContext:
     `has_items`: items were shown or talked about earlier in the dialogue (so "more", "seen
     it", "what is it about?" have something to refer to); `new_titles`: titles in this message
     that were not in play before; `titles`: titles in this message at all; `topic_genres`: the
-    genres of the current request (its genre constraints and the genres of its seed titles).
+    genres of the current request (its genre constraints and the genres of its seed titles);
+    `people`: catalog people (actors, directors, writers) this message names ("do you like
+    Ryan Reynolds?" asks for his films, not small talk).
     """
 
     has_items: bool = False
     new_titles: int = 0
     titles: int = 0
     topic_genres: frozenset[str] = frozenset()
+    people: int = 0
 
 
 def context_from_state(
     state: Any,
     mentioned_ids: list[str] | tuple[str, ...] = (),
     seed_genres: frozenset[str] = frozenset(),
+    people: int = 0,
 ) -> TurnContext:
     """The context of a message for a `DialogueState` *before* the message is added to it.
 
     `mentioned_ids`: the item ids the title matcher found in the message; `seed_genres`: the
-    genres of the state's liked/mentioned items (the caller has the catalog).
+    genres of the state's liked/mentioned items (the caller has the catalog); `people`: the
+    catalog people the entity linker found in the message.
     """
     known = set(state.shown) | set(state.mentioned)
     return TurnContext(
@@ -121,6 +126,7 @@ def context_from_state(
         new_titles=sum(1 for i in dict.fromkeys(mentioned_ids) if i not in known),
         titles=len(set(mentioned_ids)),
         topic_genres=frozenset(state.constraints.include_genres) | seed_genres,
+        people=people,
     )
 
 
@@ -193,7 +199,11 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
     about_item = ctx.has_items or ctx.titles > 0
     if hit["why_question"] and about_item:
         return Act("why_question", None, 0.9)
-    if hit["item_question"]:  # with nothing in play the reply asks which item is meant
+    # A question about a person with no item named or in play asks for their works:
+    # "do you know anything about Wes Craven?" is a request.
+    about_person = ctx.people > 0 and not about_item
+    if hit["item_question"] and not about_person:
+        # with nothing in play the reply asks which item is meant
         return Act("item_question", slot_of(t, lex), 0.9 if about_item else 0.6)
     if hit["closing"]:
         return Act("thanks_bye", None, 0.9)
@@ -203,7 +213,7 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
         return Act("thanks_bye", None, 0.9)
     named_genres = bool(lex.genres_in(t))
     if not ctx.has_items:
-        if hit["ask"] or hit["taste"] or ctx.titles or named_genres:
+        if hit["ask"] or hit["taste"] or ctx.titles or named_genres or ctx.people:
             return Act("request", None, 0.9)
         if hit["greeting"]:
             return Act("greeting", None, 0.9)
