@@ -79,6 +79,8 @@ OPINION = re.compile(  # an opinion word: a liked or disliked title, not just a 
     r"|didn'?t (?:like|care)|not (?:as )?good)\b"
 )
 _WHAT_ABOUT = re.compile(r"\b(?:what|how) about\b")
+# "do you know The Equalizer?": an opinion or facts asked of the title the message names
+_ASKED_OF_TITLE = re.compile(r"(?:^|[.!?] )(?:do|did) you (?:know|like|enjoy|remember)\b[^.!?]*\?")
 _SPACES = re.compile(r"\s+")
 
 
@@ -202,6 +204,8 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
     # A question about a person with no item named or in play asks for their works:
     # "do you know anything about Wes Craven?" is a request.
     about_person = ctx.people > 0 and not about_item
+    if ctx.titles and not ctx.people and not hit["ask"] and _ASKED_OF_TITLE.search(t):
+        return Act("item_question", slot_of(t, lex), 0.6)
     if hit["item_question"] and not about_person:
         # with nothing in play the reply asks which item is meant
         return Act("item_question", slot_of(t, lex), 0.9 if about_item else 0.6)
