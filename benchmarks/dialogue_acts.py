@@ -177,6 +177,7 @@ def evaluate(rows, lex, classify) -> dict:
         "ci95": bootstrap_ci(ok, [u.dialog_id for u in rows]),
         "ci95_merged": bootstrap_ci(ok_merged, [u.dialog_id for u in rows]),
         "dialogues": len({u.dialog_id for u in rows}),
+        "keys": [f"{u.dialog_id}:{u.utterance}" for u in rows],  # every row, in order
         "wrong": wrong,  # keys and acts only: the text stays in ../shared
         "recall": {a: round(c[a] / sum(c.values()), 3) for a, c in sorted(confusion.items())},
         "support": {a: sum(c.values()) for a, c in sorted(confusion.items())},
