@@ -25,8 +25,11 @@ from retrieval.catalog import demo_catalog_path, load_catalog
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"  # ../shared from the repo root
 REDIAL_VALID = SHARED / "data" / "redial" / "valid_data_processed.jsonl"
+OPENDIALKG = SHARED / "data" / "opendialkg"
 FRESH = TurnContext()
 SHOWN = TurnContext(has_items=True, topic_genres=frozenset({"crime", "thriller", "drama"}))
+PERSON = TurnContext(people=1)
+TITLE = TurnContext(titles=1, new_titles=1)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +76,18 @@ def classifier() -> ActClassifier:
         ("thanks!", SHOWN, "thanks_bye", None),
         ("great, thanks for the suggestions, have a good night", SHOWN, "thanks_bye", None),
         ("I'm fine, thanks for asking", FRESH, "greeting", None),
+        # Attribute talk (OpenDialKG): a person named with nothing in play asks for their work;
+        # facts asked of a named title are item questions.
+        ("do you like Tom Hanks?", PERSON, "request", None),
+        ("Do you know anything about Wes Craven?", PERSON, "request", None),
+        ("Do you know anything about the movie Heat?", TITLE, "item_question", "plot"),
+        ("Do you know The Matrix?", TITLE, "item_question", "other"),
+        ("What is the genre of Harsh Times?", SHOWN, "item_question", "genre"),
+        ("Who else was in Zookeeper?", FRESH, "item_question", "cast"),
+        ("Neither, was James Franco in either of those?", SHOWN, "item_question", "cast"),
+        ("He was very good in that.", SHOWN, "feedback", None),
+        ("I was in the mood for a comedy", FRESH, "request", None),
+        ("What else did Betty Smith write?", SHOWN, "refine", None),
     ],
 )
 def test_rule_path(classifier, text, ctx, act, slot):
@@ -143,6 +158,39 @@ def test_label_file_holds_keys_and_labels_only():
     assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)
 
 
+def test_opendialkg_label_file_holds_keys_and_labels_only():
+    from evaluation.opendialkg_acts import labels_path
+
+    rows = [json.loads(line) for line in labels_path().read_text().splitlines() if line]
+    assert all(set(r) == {"dialog_id", "utterance", "round", "sample", "act", "slot"} for r in rows)
+    assert {r["round"] for r in rows} == {10, 11, 12} and len(rows) == 450
+    assert {r["act"] for r in rows} <= set(ACTS)
+    assert {r["slot"] for r in rows if r["act"] == "item_question"} <= set(SLOTS)
+    assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)
+
+
+@pytest.mark.skipif(not OPENDIALKG.is_dir(), reason="../shared data not present")
+def test_opendialkg_rounds_are_fresh_dialogues_of_one_split_each():
+    from dialogues.split import split_of
+    from evaluation.opendialkg_acts import PREFIX, load_labelled, titles_in
+
+    rows = load_labelled(OPENDIALKG)
+    drawn = {10: "train", 11: "test", 12: "dev"}  # developed on, held out, held out
+    seen: set[str] = set()
+    for number, split in drawn.items():
+        fresh = [u for u in rows if u.round == number]
+        dialogues = {u.dialog_id for u in fresh}
+        assert len(fresh) == 150 and not dialogues & seen
+        assert {split_of(d.removeprefix(PREFIX)) for d in dialogues} == {split}
+        seen |= dialogues
+    assert all(u.text.strip() and u.split == "odkg" and u.utterance % 2 == 0 for u in rows)
+    assert any(u.people for u in rows) and any(u.items_before for u in rows)
+    # titles are whole words; a short one only as the catalog capitalises it
+    assert titles_in("I loved Salt!", frozenset({"Salt"})) == {"salt"}
+    assert titles_in("add some salt", frozenset({"Salt"})) == frozenset()
+    assert titles_in("about waking life?", frozenset({"Waking Life"})) == {"waking life"}
+
+
 def test_relabelled_sample_names_labelled_turns_and_valid_acts():
     from evaluation.act_labels import labels_path, read_acts, relabel_path
 
@@ -205,6 +253,8 @@ def test_served_path_is_the_bundled_head_over_the_real_embedder(embedder):
         ("who directed it?", SHOWN, "item_question", "director"),
         ("seen it", SHOWN, "feedback", None),
         ("thank you so much, goodbye!", SHOWN, "thanks_bye", None),
+        ("Do you like Ryan Reynolds?", PERSON, "request", None),
+        ("Do you know who directed the movie Kick-Ass?", TITLE, "item_question", "director"),
     ]
     for text, ctx, act, slot in cases:
         got = served.classify(text, ctx)
