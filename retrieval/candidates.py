@@ -8,7 +8,8 @@ Signals, each a ranked list of item ids that satisfy `query.where`:
   cooc       collab.related(liked + mentioned items)       (skipped without collab signals)
   popularity collab.popular(), then the catalog's own `popularity` field, then item id
   credits    items sharing a director (2 points) or a star/actor (1 point) with the liked and
-             mentioned items, summed over them; ties by the popularity order (skipped with none)
+             mentioned items, or directed by (2) or starring (1) a person the user asked for
+             (`query.liked_people`), summed; ties by the popularity order (skipped with none)
   interactions  item-item CF from interaction logs (`retrieval.interaction_cf`), seeded by the
              liked and mentioned items (skipped without a CF model or seeds; weight 0 default)
   rated      the logs' positives per item, a popularity prior (skipped without a CF model)
@@ -35,6 +36,7 @@ from typing import Protocol
 import numpy as np
 
 from retrieval.collab import CollabSignals
+from retrieval.entity_links import normalize_name
 from retrieval.filters import matches_where
 from retrieval.interaction_cf import InteractionCF
 from retrieval.store import ItemStore
@@ -144,12 +146,14 @@ def rank_signals(
         related = collab.related(seeds, k=len(catalog), exclude=blocked)
         out.ranked["cooc"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
     # Credits breaks ties by popularity, so the order is built when either signal needs it.
-    need_popular = wanted("popularity") or (wanted("credits") and bool(seeds))
+    credited = bool(seeds or query.liked_people)
+    need_popular = wanted("popularity") or (wanted("credits") and credited)
     popular = _popular(catalog, collab, allowed) if need_popular else []
     if wanted("popularity"):
         out.ranked["popularity"] = popular[:depth]
-    if wanted("credits") and seeds:
-        out.ranked["credits"] = _shared_credits(catalog, seeds, popular)[:depth]
+    if wanted("credits") and credited:
+        ranked = _shared_credits(catalog, seeds, popular, query.liked_people)
+        out.ranked["credits"] = ranked[:depth]
     if cf is not None and wanted("interactions") and seeds:
         related = cf.related(seeds, k=len(catalog), exclude=blocked)
         out.ranked["interactions"] = [catalog[i] for i, _ in related if allowed(i)][:depth]
@@ -270,17 +274,28 @@ def _credits(item: Item) -> list[tuple[str, str]]:
     return [(name, p.lower()) for name in CREDIT_POINTS for p in leading_people(item, name)]
 
 
-def _shared_credits(catalog: dict[str, Item], seeds: list[str], popular: list[Item]) -> list[Item]:
-    """Allowed items (those in `popular`) sharing people with the seeds, most points first."""
+def _shared_credits(
+    catalog: dict[str, Item],
+    seeds: list[str],
+    popular: list[Item],
+    people: tuple[str, ...] = (),
+) -> list[Item]:
+    """Allowed items (those in `popular`) sharing people with the seeds, or crediting a
+    person of `people` ("person:<normalised name>" keys), most points first."""
     sought: dict[tuple[str, str], float] = {}
     for seed in seeds:
         for credit in _credits(catalog[seed]):
             sought[credit] = sought.get(credit, 0.0) + CREDIT_POINTS[credit[0]]
-    if not sought:
+    named = {key.removeprefix("person:") for key in people}
+    if not sought and not named:
         return []
     points = {}
     for item in popular:
         score = sum(sought.get(credit, 0.0) for credit in _credits(item))
+        if named:
+            score += sum(
+                CREDIT_POINTS[f] for f, person in _credits(item) if normalize_name(person) in named
+            )
         if score > 0:
             points[item.item_id] = score
     # `popular` is in popularity order and sorted() is stable: ties keep that order.

@@ -83,7 +83,8 @@ class Query:
     `mentioned_ids` are items mentioned in the dialogue (liked or not): they seed the
     item-similarity and co-occurrence signals and, like `liked_ids`, are never returned.
     `entity_keys` are the people and genres named ("person:tom hanks", "genre:comedy"; liked
-    ones first): they seed the entity co-occurrence signal.
+    ones first): they seed the entity co-occurrence signal. `liked_people` are the person keys
+    the user asked for or liked ("anything with Tom Hanks?"): they seed the credits signal.
     """
 
     text: str
@@ -93,3 +94,4 @@ class Query:
     avoid_terms: tuple[str, ...] = ()
     mentioned_ids: tuple[str, ...] = ()
     entity_keys: tuple[str, ...] = ()
+    liked_people: tuple[str, ...] = ()

@@ -183,3 +183,12 @@ def test_credits_signal_ranks_items_sharing_directors_and_leading_stars(tmp_path
     assert ids(cands) == ["c", "t", "g"] and all(set(c.signals) == {"credits"} for c in cands)
     # No liked or mentioned items: no credits signal at all.
     assert "credits" not in rank_signals(store, None, Query(""), depth=10, weights=only).ranked
+    # A person the user asked for seeds it too (no liked item needed); a fourth star is not a
+    # leading one, and equal points keep the popularity order (h 5 > t 4).
+    asked = Query("anything with Robert De Niro?", liked_people=("person:robert de niro",))
+    ranked = rank_signals(store, None, asked, depth=10, weights=only)
+    assert [it.item_id for it in ranked.ranked["credits"]] == ["h", "t"]
+    # Directed by (2 points) counts more than starring (1): h 2 + 1, c 2, t 1.
+    both = ("person:michael mann", "person:robert de niro")
+    ranked = rank_signals(store, None, Query("", liked_people=both), depth=10, weights=only)
+    assert [it.item_id for it in ranked.ranked["credits"]] == ["h", "c", "t"]

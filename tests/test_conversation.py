@@ -340,3 +340,32 @@ def test_redial_topic_shift_stops_citing_the_old_seed(redial):
     assert second.act == "topic_shift" and seed_id in state.retired
     assert all(title not in r.reason for r in second.recommendations)
     assert seed_id not in {r.item_id for r in second.recommendations}
+
+
+def _two_film_star(rows: dict) -> tuple[str, list[str]]:
+    """A star of at least two films of the slice, and those films' ids."""
+    films: dict[str, list[str]] = {}
+    for item_id, row in rows.items():
+        for star in row["star"]:
+            if len(star.split()) >= 2:
+                films.setdefault(star, []).append(item_id)
+    return max(films.items(), key=lambda kv: (len(kv[1]), kv[0]))
+
+
+def test_redial_asking_about_a_person_is_a_request_for_their_films(redial):
+    rec, rows = redial
+    star, films = _two_film_star(rows)
+    assert len(films) >= 2
+    _, (turn,) = talk(rec, f"Do you like {star}?")  # small talk in words, a taste in fact
+    checks_out(turn)
+    assert turn.act == "request" and turn.recommendations
+    assert {r.item_id for r in turn.recommendations} & set(films), (star, turn.recommendations)
+
+
+def test_redial_a_first_question_about_a_named_film_is_answered(redial):
+    rec, rows = redial
+    item_id, row = next((k, v) for k, v in rows.items() if len(v["name"].split()) >= 3)
+    _, (turn,) = talk(rec, f"Do you know anything about the movie {row['name']}?")
+    checks_out(turn)
+    assert turn.act == "item_question" and turn.recommendations == []
+    assert turn.answer["item_id"] == item_id

@@ -41,3 +41,18 @@ def test_a_reset_clears_constraints_and_other_acts_plan_nothing():
     assert plan is not None and plan.drop_constraints
     apply_topic_shift(state, plan)
     assert state.constraints.labels() == []
+
+
+def test_a_shift_stops_the_people_asked_for_seeding_the_credits():
+    from retrieval.types import Item
+
+    films = [Item("f1", "Big", "Big", {"star": ["Tom Hanks"], "genres": ["comedy"]})]
+    index = MentionFinder.of(films)
+    schema = CatalogSchema(genres=frozenset({"comedy"}))
+    state = DialogueState()
+    state.add_user("anything with Tom Hanks?", index, schema)
+    assert state.to_query(schema).liked_people == ("person:tom hanks",)
+    plan = plan_topic_shift(Act("topic_shift"), state, "something scary instead")
+    assert plan is not None
+    apply_topic_shift(state, plan)
+    assert state.to_query(schema).liked_people == () and not state.entity_keys()

@@ -169,6 +169,7 @@ class DialogueState:
             avoid_terms=self.constraints.avoid_terms(),
             mentioned_ids=mentioned,
             entity_keys=self.entity_keys(),
+            liked_people=tuple(e for e in self.liked_entities if e.startswith("person:"))[-5:],
         )
 
     # -- persistence ---------------------------------------------------------------------

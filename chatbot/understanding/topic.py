@@ -80,5 +80,8 @@ def apply_topic_shift(state: Any, plan: ShiftPlan) -> None:
         state.constraints.include_genres = [
             g for g in state.constraints.include_genres if g not in plan.drop_genres
         ]
+    if hasattr(state, "liked_entities"):  # people and genres named before stop seeding too
+        state.liked_entities = []
+        state.entities = []
     if hasattr(state, "topic_start"):
         state.topic_start = plan.history_from
