@@ -35,6 +35,7 @@ import statistics
 import time
 from pathlib import Path
 
+from chatbot.errors import ConfigError
 from chatbot.understanding.acts import (
     ACTS,
     Act,
@@ -69,7 +70,12 @@ def build(method: str, redial: Path | None = None):
         if method == "head":
             return lex, ActClassifier(lex, embedder=embedder).classify
         weights = Path(method.removeprefix("head="))
-        return lex, ActClassifier(lex, head=load_act_head(embedder, weights)).classify
+        head = load_act_head(embedder, weights)
+        try:  # a head file of older code would make the classifier fall back to the rules
+            head.features("hi", TurnContext(), lex)
+        except ConfigError as e:
+            raise SystemExit(f"error: {weights}: {e}") from None
+        return lex, ActClassifier(lex, head=head).classify
     if method == "stack":
         return lex, ActClassifier(lex, head=_stacked_head(lex, redial)).classify
     if method in ("emb", "mix"):

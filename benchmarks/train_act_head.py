@@ -12,7 +12,7 @@ shuffling: deterministic) on the labelled rows, overall, on the rows of round 4 
 OpenDialKG rows (`--opendialkg`; round 10, on which the rules were revised), for: the rules;
 the head over the embedding and the cues (`features = "cues"`); the head that also sees the
 rule's act (`"rules"`, served); the rules where sure and that head elsewhere. Then fits the
-frozen choice (rules, C=1) on all the rows and writes its coefficients (no text) to --out.
+frozen choice (`FROZEN`) on all the rows and writes its coefficients (no text) to --out.
 """
 
 from __future__ import annotations

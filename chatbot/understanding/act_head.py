@@ -109,8 +109,9 @@ class ActHead:
         x = vec + extra(text, ctx, lex)
         if len(x) != len(self.coef[0]):
             raise ConfigError(
-                f"the act head expects {len(self.coef[0])} features, the embedder gives "
-                f"{len(x)}: use {EMBEDDER} or re-run benchmarks/train_act_head.py"
+                f"the act head expects {len(self.coef[0])} features, this code computes "
+                f"{len(x)} (embedding + {self.inputs} features): re-run "
+                f"benchmarks/train_act_head.py, or embed with {EMBEDDER}"
             )
         return x
 
