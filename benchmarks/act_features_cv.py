@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     lex = load_lexicon()
     data = act_rows(args.redial, args.rounds.split(","), lex)
     texts, contexts, previous, groups = data.texts, data.contexts, data.previous, data.groups
-    y, masks, redial, round5 = data.y, data.masks, data.redial, data.of_rounds({5})
+    y, masks, redial, round5 = data.y, data.masks, data.labelled, data.of_rounds({5})
     folds = list(GroupKFold(n_splits=5).split(texts, y, groups))
 
     embedder = load_embedder(EMBEDDER)

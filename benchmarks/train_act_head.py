@@ -9,7 +9,7 @@ Fitted on the labelled parts named by --rounds (never a held-out round) and the 
 synthetic messages. Reports 5-fold cross-validation grouped by dialogue (`GroupKFold`, no
 shuffling: deterministic) on the labelled rows, overall, on the rows of round 4 and later
 (those the rules were not developed on, but for three round-6 item questions) and on the
-OpenDialKG rows (`--opendialkg`; round 10, on which the rules were revised), for: the rules;
+OpenDialKG rows (`--opendialkg`; rounds 10-13, on which the rules were revised), for: the rules;
 the head over the embedding and the cues (`features = "cues"`); the head that also sees the
 rule's act (`"rules"`, served); the rules where sure and that head elsewhere. Then fits the
 frozen choice (`FROZEN`) on all the rows and writes its coefficients (no text) to --out.
@@ -93,7 +93,7 @@ class ActRows:
     groups: list[str]  # dialog_id, or one group per synthetic message
     y: Any  # act indices
     masks: Any  # the acts each context allows
-    redial: Any  # True on the labelled rows (ReDial, and OpenDialKG when given)
+    labelled: Any  # True on the labelled rows (ReDial, and OpenDialKG when given)
 
     def of_rounds(self, rounds: set[int]) -> Any:
         """True on the labelled rows of those label rounds."""
@@ -129,7 +129,7 @@ def act_rows(redial: Path, parts: list[str], lex, opendialkg: Path | None = None
         groups=groups,
         y=np.asarray([ACTS.index(a) for a in labels]),
         masks=np.asarray([[a in allowed_acts(c) for a in ACTS] for c in contexts]),
-        redial=np.arange(len(texts)) < len(rows),
+        labelled=np.arange(len(texts)) < len(rows),
     )
 
 
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = args.rounds.split(",")
     data = act_rows(args.redial, parts, lex, args.opendialkg)
     texts, contexts, groups, y, masks = data.texts, data.contexts, data.groups, data.y, data.masks
-    labelled, later = data.redial, data.of_rounds(set(range(4, 100)))
+    labelled, later = data.labelled, data.of_rounds(set(range(4, 100)))
     odkg = np.asarray([u.split == "odkg" for u in data.rows] + [False] * data.synthetic)
     log.info("embedding %d messages", len(texts))
     embedder = load_embedder(EMBEDDER)
