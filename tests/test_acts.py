@@ -88,6 +88,18 @@ def classifier() -> ActClassifier:
         ("He was very good in that.", SHOWN, "feedback", None),
         ("I was in the mood for a comedy", FRESH, "request", None),
         ("What else did Betty Smith write?", SHOWN, "refine", None),
+        # Asking for more of a person's works is a request, unless the item is asked about too.
+        ("Did he write anything else?", SHOWN, "refine", None),
+        ("Can you tell me what else C.S. Lewis has written?", PERSON, "request", None),
+        ("Is it a comedy? What else has he directed?", SHOWN, "item_question", "genre"),
+        # The clerk's opinion or facts of a named title.
+        ("Would you recommend Home Alone?", TITLE, "item_question", "other"),
+        ("Would you recommend something like Home Alone?", TITLE, "request", None),
+        ("Have you seen We're The Millers?", TITLE, "item_question", "other"),
+        ("Can you tell me about The Phantom Tollbooth?", SHOWN, "item_question", "plot"),
+        ("Who are the other main actors in Indiana Jones?", SHOWN, "item_question", "cast"),
+        ("Is Johnny Mnemonic written by William Gibson?", SHOWN, "item_question", "other"),
+        ("I tend to like books in the coming of age genre.", SHOWN, "refine", None),
     ],
 )
 def test_rule_path(classifier, text, ctx, act, slot):

@@ -68,6 +68,7 @@ CUE_GROUPS: tuple[str, ...] = (
     "ask",
     "taste",
     "reaction",
+    "more_works",
 )
 _LIKE_NEW = re.compile(
     r"\b(i|we) (also |really |do |did |just )*(like|love|liked|loved|enjoy|enjoyed|adore)\b"
@@ -81,6 +82,13 @@ OPINION = re.compile(  # an opinion word: a liked or disliked title, not just a 
 _WHAT_ABOUT = re.compile(r"\b(?:what|how) about\b")
 # "do you know The Equalizer?": an opinion or facts asked of the title the message names
 _ASKED_OF_TITLE = re.compile(r"(?:^|[.!?] )(?:do|did) you (?:know|like|enjoy|remember)\b[^.!?]*\?")
+# a dialogue's first words "have you seen X?" ask about X; later they offer X as a liked title
+_SEEN_TITLE = re.compile(r"^have you (?:seen|read|watched)\b[^.!?]*\?")
+# "would you recommend Home Alone?": the user asks the clerk's opinion of the title they name
+_RECOMMEND_TITLE = re.compile(
+    r"(?:^|[.!?] )(?:would|do|will) you recommend (?!(?:any|some|something|anything|me|us|other"
+    r"|more|similar|movies|films|books|a |an |another|one)\b)[^.!?]*\?"
+)
 _SPACES = re.compile(r"\s+")
 
 
@@ -204,11 +212,18 @@ def rule_act(text: str, ctx: TurnContext, lex: Lexicon) -> Act:
     # A question about a person with no item named or in play asks for their works:
     # "do you know anything about Wes Craven?" is a request.
     about_person = ctx.people > 0 and not about_item
-    if ctx.titles and not ctx.people and not hit["ask"] and _ASKED_OF_TITLE.search(t):
-        return Act("item_question", slot_of(t, lex), 0.6)
+    if ctx.titles and not ctx.people:
+        asked = _ASKED_OF_TITLE.search(t) or (not ctx.has_items and _SEEN_TITLE.search(t))
+        if (asked and not hit["ask"]) or _RECOMMEND_TITLE.search(t):
+            return Act("item_question", slot_of(t, lex), 0.6)
+    # "what else did he write?" asks for more of a person's works, unless the rest of the
+    # message also asks about the item ("is it a comedy? what else has he directed?")
+    rest = lex.cues["more_works"].sub(" ", t) if hit["more_works"] else t
+    if hit["more_works"] and not lex.cues["item_question"].search(rest):
+        return Act("refine" if ctx.has_items else "request", None, 0.8)
     if hit["item_question"] and not about_person:
         # with nothing in play the reply asks which item is meant
-        return Act("item_question", slot_of(t, lex), 0.9 if about_item else 0.6)
+        return Act("item_question", slot_of(rest, lex), 0.9 if about_item else 0.6)
     if hit["closing"]:
         return Act("thanks_bye", None, 0.9)
     if hit["topic_shift"] and ctx.has_items:
