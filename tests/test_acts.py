@@ -102,8 +102,18 @@ def classifier() -> ActClassifier:
         ("I tend to like books in the coming of age genre.", SHOWN, "refine", None),
         ("No I didn't. Could you please tell me more?", SHOWN, "item_question", "plot"),
         ("Is In a People House like those?", SHOWN, "item_question", "other"),
-        ("I've read Where There's Smoke... is there anything else like that?", SHOWN, "refine", None),
-        ("I didn't like her, which films has she been in that I should avoid?", SHOWN, "refine", None),
+        (
+            "I've read Where There's Smoke... is there anything else like that?",
+            SHOWN,
+            "refine",
+            None,
+        ),
+        (
+            "I didn't like her, which films has she been in that I should avoid?",
+            SHOWN,
+            "refine",
+            None,
+        ),
     ],
 )
 def test_rule_path(classifier, text, ctx, act, slot):
