@@ -189,7 +189,7 @@ def test_opendialkg_label_file_holds_keys_and_labels_only():
 
     rows = [json.loads(line) for line in labels_path().read_text().splitlines() if line]
     assert all(set(r) == {"dialog_id", "utterance", "round", "sample", "act", "slot"} for r in rows)
-    assert {r["round"] for r in rows} == set(range(10, 17)) and len(rows) == 1050
+    assert {r["round"] for r in rows} == set(range(10, 18)) and len(rows) == 1200
     assert {r["act"] for r in rows} <= set(ACTS)
     assert {r["slot"] for r in rows if r["act"] == "item_question"} <= set(SLOTS)
     assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)
@@ -201,7 +201,16 @@ def test_opendialkg_rounds_are_fresh_dialogues_of_one_split_each():
     from evaluation.opendialkg_acts import PREFIX, load_labelled, titles_in
 
     rows = load_labelled(OPENDIALKG)
-    drawn = {10: "train", 11: "test", 12: "dev", 13: "dev", 14: "dev", 15: "test", 16: "test"}
+    drawn = {
+        10: "train",
+        11: "test",
+        12: "dev",
+        13: "dev",
+        14: "dev",
+        15: "test",
+        16: "test",
+        17: "test",
+    }
     seen: set[str] = set()
     for number, split in drawn.items():
         fresh = [u for u in rows if u.round == number]
