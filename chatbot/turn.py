@@ -44,7 +44,7 @@ from chatbot.understanding.constraints import (
     schema_of,
     update_constraints,
 )
-from chatbot.understanding.mentions import MentionFinder
+from chatbot.understanding.mentions import MentionFinder, mask_spans
 from chatbot.understanding.state import DialogueState
 from chatbot.understanding.topic import plan_topic_shift
 from chatbot.understanding.word_feedback import apply_word_feedback
@@ -203,14 +203,16 @@ class Recommender:
         self, state: DialogueState, text: str, index: MentionFinder, schema: CatalogSchema
     ) -> Act:
         """The message's dialogue act; a topic shift is applied to `state` at once."""
-        ids = [m.item_id for m in index.find(text)]
+        mentions = index.find(text)
+        ids = [m.item_id for m in mentions]
         seeds = [*state.liked, *state.mentioned][-MAX_ACT_SEEDS:]
         genres = frozenset(g for it in self.store.get(seeds) for g in it.genres) if seeds else None
         people = sum(1 for e in index.find_entities(text) if e.key.startswith("person:"))
         ctx = context_from_state(state, ids, genres or frozenset(), people)
         act = self.acts.classify(text, ctx)
         if act.name == "topic_shift":
-            asked = update_constraints(Constraints(), text, schema).include_genres
+            masked = mask_spans(text, mentions)  # a title's words ask for no genre
+            asked = update_constraints(Constraints(), masked, schema).include_genres
             plan = plan_topic_shift(act, state, text, frozenset(asked))
             if plan is not None:
                 state.shift_topic(plan)

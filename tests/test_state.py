@@ -92,6 +92,38 @@ def test_constraints_from_words(text, labels):
     assert update_constraints(Constraints(), text, SCHEMA).labels() == labels
 
 
+# A catalog with everyday words among its genres, as OpenDialKG's (1,043 genres).
+RICH = CatalogSchema(genres=frozenset({"comedy", "war", "love", "film", "car", "cyberpunk"}))
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        ("I love Tom Hanks", []),  # the verb is not the genre "love"
+        ("I love that film", []),
+        ("love stories please", ["only love"]),
+        ("a film with Tom Cruise", []),  # a genre named "Film" says nothing
+        ("my car broke down, any ideas?", []),
+        ("car movies", ["only car"]),
+        ("I like cyberpunk", []),  # a catalog-specific genre needs a media noun...
+        ("cyberpunk novels", ["only cyberpunk"]),  # ...to become a hard filter
+        ("war films", ["only war"]),
+        ("I loved Star Wars", []),
+        ("something funny", ["only comedy"]),  # the usual genres stand alone
+    ],
+)
+def test_everyday_words_are_not_genre_filters(text, labels):
+    assert update_constraints(Constraints(), text, RICH).labels() == labels
+
+
+def test_a_titles_words_are_not_constraints(index):
+    state = DialogueState("s1")
+    state.add_user("I loved Scary Movie", index, SCHEMA)  # a comedy, no horror filter
+    assert state.liked == ["6"] and state.constraints.labels() == []
+    state.add_user("a scary movie please", index, SCHEMA)  # said as a request, it is one
+    assert state.constraints.labels() == ["only horror"]
+
+
 def test_constraints_become_chroma_filter():
     c = update_constraints(Constraints(), "sci-fi after 2000 but no horror, for kids", SCHEMA)
     assert to_where(c, SCHEMA) == {

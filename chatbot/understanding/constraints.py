@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from retrieval.entity_links import COMMON_WORDS, MEDIA_WORDS
 from retrieval.types import Item
 
 GENRE_SYNONYMS = {
@@ -82,6 +83,35 @@ SOFT_PATTERN = re.compile(
     r"\b(?:less|not (?:too|so|that|very)|nothing (?:too )?|without (?:the )?|no)\s*(?P<what>"
     + "|".join(SOFT_AVOID)
     + r")\b"
+)
+# Genre words said alone that mean the genre ("something funny", "a comedy", "I like action").
+# Any other catalog genre is a hard filter only next to a media noun ("war movies", "dystopia
+# novels"): catalogs with rich genre lists (OpenDialKG's has "love", "film", "car", "death")
+# would otherwise filter on everyday words ("I love Tom Hanks"), and a genre word inside a
+# title the user named ("Star Wars") is masked before parsing (`DialogueState.add_user`). The
+# entity linker still reads those genres as soft preferences.
+STANDALONE_GENRES = frozenset(
+    [
+        "action",
+        "adventure",
+        "animation",
+        "biography",
+        "comedy",
+        "crime",
+        "documentary",
+        "drama",
+        "family",
+        "fantasy",
+        "horror",
+        "musical",
+        "music",
+        "mystery",
+        "romance",
+        "sci-fi",
+        "thriller",
+        "western",
+        "film-noir",
+    ]
 )
 _CONNECTOR = re.compile(r"^[\s,]*(or|and|nor|,)?\s*(even\s+)?(any\s+)?$")
 _DECADE = re.compile(r"\b(?:(19|20)(\d)0s|'?(\d)0s)\b")
@@ -204,7 +234,7 @@ def _genre_vocab(genres: frozenset[str]) -> list[tuple[str, str, re.Pattern[str]
 
 
 def _genre_mentions(text: str, schema: CatalogSchema) -> list[tuple[str, int]]:
-    """(canonical genre, position) for each genre word in lowercased `text`."""
+    """(canonical genre, position) for each genre word in lowercased `text` said as a genre."""
     found: list[tuple[str, int, str]] = []
     for word, genre, pattern in _genre_vocab(frozenset(schema.genres)):
         if word not in text:
@@ -212,7 +242,28 @@ def _genre_mentions(text: str, schema: CatalogSchema) -> list[tuple[str, int]]:
         for m in pattern.finditer(text):
             if not any(p <= m.start() < p + len(w) for w, p, _ in found):
                 found.append((word, m.start(), genre))
-    return [(g, p) for _, p, g in sorted(found, key=lambda x: x[1])]
+    return [
+        (g, p) for w, p, g in sorted(found, key=lambda x: x[1]) if _said_as_genre(text, w, p, g)
+    ]
+
+
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+def _said_as_genre(text: str, word: str, pos: int, genre: str) -> bool:
+    """Whether the genre word `word` at `pos` asks for the genre (see STANDALONE_GENRES)."""
+    if " " in word or word in GENRE_SYNONYMS:  # "science fiction", "funny", "westerns"
+        return True
+    single = word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+    if single in MEDIA_WORDS:  # a genre named "Film" or "Novel" says nothing
+        return False
+    if genre in STANDALONE_GENRES and word == genre and single not in COMMON_WORDS:
+        return True
+    after = _TOKEN.findall(text[pos + len(word) : pos + len(word) + 30])[:2]
+    if single in COMMON_WORDS:  # "love stories", never "I love that film"
+        return bool(after) and after[0] in MEDIA_WORDS
+    before = _TOKEN.findall(text[max(0, pos - 20) : pos])[-1:]
+    return any(w in MEDIA_WORDS for w in (*before, *after))
 
 
 def update_constraints(c: Constraints, message: str, schema: CatalogSchema) -> Constraints:

@@ -117,6 +117,16 @@ class Mention:
     title: str
     sentiment: str  # "liked" | "rejected" | "neutral"
     start: int
+    end: int = -1  # where the matched words end in the text (-1: unknown)
+
+
+def mask_spans(text: str, mentions: Iterable[Mention]) -> str:
+    """`text` with each mention's words blanked (same length, so offsets still hold)."""
+    chars = list(text)
+    for m in mentions:
+        if m.end > m.start:
+            chars[m.start : m.end] = " " * (m.end - m.start)
+    return "".join(chars)
 
 
 @dataclass(frozen=True)
@@ -189,7 +199,7 @@ class MentionFinder:
                     used[j] = True
                 last = min(span_end, len(words)) - 1
                 end = spans[last][1] + len(words[last])
-                found.append(Mention(item_id, title, _sentiment(text, start, end), start))
+                found.append(Mention(item_id, title, _sentiment(text, start, end), start, end))
         return sorted(found, key=lambda m: m.start)
 
     @staticmethod

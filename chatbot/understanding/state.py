@@ -12,7 +12,7 @@ from chatbot.understanding.constraints import (
     to_where,
     update_constraints,
 )
-from chatbot.understanding.mentions import MentionFinder
+from chatbot.understanding.mentions import MentionFinder, mask_spans
 from chatbot.understanding.topic import ShiftPlan, apply_topic_shift
 from retrieval.types import Query
 
@@ -66,7 +66,8 @@ class DialogueState:
         if REJECT_SHOWN.search(text.lower()):
             for item_id in self.last_shown:
                 _add(self.rejected, item_id)
-        for m in index.find(text):
+        mentions = index.find(text)
+        for m in mentions:
             self.titles[m.item_id] = m.title
             _add(self.mentioned, m.item_id)
             if m.sentiment == "liked":
@@ -83,7 +84,9 @@ class DialogueState:
             elif e.sentiment == "rejected":
                 _add(self.rejected_entities, e.key)
                 _drop(self.liked_entities, e.key)
-        update_constraints(self.constraints, text, schema)
+        # A title's words are not constraints: "Star Wars" asks for no war films, "Scary
+        # Movie" for no horror, "2001: A Space Odyssey" for no year.
+        update_constraints(self.constraints, mask_spans(text, mentions), schema)
 
     def add_assistant(
         self,
