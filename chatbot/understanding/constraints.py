@@ -91,27 +91,8 @@ SOFT_PATTERN = re.compile(
 # title the user named ("Star Wars") is masked before parsing (`DialogueState.add_user`). The
 # entity linker still reads those genres as soft preferences.
 STANDALONE_GENRES = frozenset(
-    [
-        "action",
-        "adventure",
-        "animation",
-        "biography",
-        "comedy",
-        "crime",
-        "documentary",
-        "drama",
-        "family",
-        "fantasy",
-        "horror",
-        "musical",
-        "music",
-        "mystery",
-        "romance",
-        "sci-fi",
-        "thriller",
-        "western",
-        "film-noir",
-    ]
+    """action adventure animation biography comedy crime documentary drama family fantasy horror
+    musical music mystery romance sci-fi thriller western film-noir""".split()  # noqa: SIM905
 )
 _CONNECTOR = re.compile(r"^[\s,]*(or|and|nor|,)?\s*(even\s+)?(any\s+)?$")
 _DECADE = re.compile(r"\b(?:(19|20)(\d)0s|'?(\d)0s)\b")
