@@ -189,7 +189,7 @@ def test_opendialkg_label_file_holds_keys_and_labels_only():
 
     rows = [json.loads(line) for line in labels_path().read_text().splitlines() if line]
     assert all(set(r) == {"dialog_id", "utterance", "round", "sample", "act", "slot"} for r in rows)
-    assert {r["round"] for r in rows} == set(range(10, 18)) and len(rows) == 1200
+    assert {r["round"] for r in rows} == set(range(10, 19)) and len(rows) == 1350
     assert {r["act"] for r in rows} <= set(ACTS)
     assert {r["slot"] for r in rows if r["act"] == "item_question"} <= set(SLOTS)
     assert len({(r["dialog_id"], r["utterance"]) for r in rows}) == len(rows)
@@ -210,6 +210,7 @@ def test_opendialkg_rounds_are_fresh_dialogues_of_one_split_each():
         15: "test",
         16: "test",
         17: "test",
+        18: "test",
     }
     seen: set[str] = set()
     for number, split in drawn.items():
