@@ -14,8 +14,8 @@ Rounds 5-9 (180, 200 and 200 natural turns of train-split dialogues none of whos
 labelled before, drawn by `sample_fresh(redial, n, seed)` with seeds 5, 6 and 7; then every
 remaining unlabelled dev-split turn, 195, seed 8; then every remaining train-split turn, 178,
 seed 9) were each labelled blind with the method frozen and scored once; round 9 held out the
-head fitted on rounds 1-8. OpenDialKG rounds 10-17 are in `evaluation/opendialkg_acts.py`; the
-served head is fitted on rounds 1-16 and held out on round 17 (docs/dialogue_acts.md). All rounds
+head fitted on rounds 1-8. OpenDialKG rounds 10-18 are in `evaluation/opendialkg_acts.py`; the
+served head is fitted on rounds 1-17 and held out on round 18 (docs/dialogue_acts.md). All rounds
 follow the same guide: when the reaction/taste rule was written, every earlier refine and
 feedback label was re-read under it (42 feedback labels became refine). The text itself stays
 in ../shared and is joined here at benchmark time, never copied into the repo.

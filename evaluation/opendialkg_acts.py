@@ -5,8 +5,8 @@
 (`evaluation/act_labels.py`). OpenDialKG's two public files split one dialogue's turns between
 them (543 dialogues are in both), so a dialogue's utterances are read from the longest context
 either file holds for it, and each round is drawn from the dialogues of one `split_of` split
-none of whose turns is labelled: rounds 10 (train), 11 (test), 12-14 (dev) and 15-17 (test);
-round 17 holds out the served head (docs/dialogue_acts.md).
+none of whose turns is labelled: rounds 10 (train), 11 (test), 12-14 (dev) and 15-18 (test);
+round 18 holds out the served head (docs/dialogue_acts.md).
 OpenDialKG writes titles without a year, and its `entity` annotations miss some; the titles an
 utterance names are the catalog names that occur in it as whole words: an annotated one
 (a short one only with its capitals), or any of at least two words and ten characters. This is
