@@ -170,7 +170,7 @@ class EntityLinker:
                 return entry if capitalised or not set(key) <= COMMON_WORDS else None
             ok = capitalised and key[0] not in COMMON_WORDS and len(key[0]) > 2
             return entry if ok else None
-        word = _singular(key[0])
+        word = singular(key[0])
         if n == 1 and word in MEDIA_WORDS:  # "Film", "Novel" as a genre: says nothing
             return None
         if n == 1 and (word in AMBIGUOUS_GENRES or word in COMMON_WORDS):
@@ -179,7 +179,9 @@ class EntityLinker:
         return entry
 
 
-def _singular(word: str) -> str:
+def singular(word: str) -> str:
+    """The singular of a plural word ("comedies" -> "comedy", "films" -> "film"), as the
+    genre and media word lists hold them."""
     if word.endswith("ies"):
         return word[:-3] + "y"
     return word[:-1] if word.endswith("s") and not word.endswith("ss") else word

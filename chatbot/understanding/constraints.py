@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from retrieval.entity_links import COMMON_WORDS, MEDIA_WORDS
+from retrieval.entity_links import COMMON_WORDS, MEDIA_WORDS, singular
 from retrieval.types import Item
 
 GENRE_SYNONYMS = {
@@ -235,7 +235,7 @@ def _said_as_genre(text: str, word: str, pos: int, genre: str) -> bool:
     """Whether the genre word `word` at `pos` asks for the genre (see STANDALONE_GENRES)."""
     if " " in word or word in GENRE_SYNONYMS:  # "science fiction", "funny", "westerns"
         return True
-    single = word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+    single = singular(word)
     if single in MEDIA_WORDS:  # a genre named "Film" or "Novel" says nothing
         return False
     if genre in STANDALONE_GENRES and word == genre and single not in COMMON_WORDS:
