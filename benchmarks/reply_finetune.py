@@ -86,7 +86,43 @@ def evaluate(
         "fallbacks": [
             {"model": r.model_text, "problems": r.problems} for r in replies if r.fallback
         ],
+        "survived": [not r.fallback for r in replies],  # per generated turn, in run order
     }
+
+
+def _paired(results: dict[str, Any], dialogues: list[str]) -> dict[str, Any]:
+    """Each later model's survive rate minus the first's, with its 95% bootstrap interval by
+    dialogue (the same turns for every model)."""
+    from evaluation.paired import mean_diff_ci
+
+    names = list(results)
+    first = results[names[0]]["survived"]
+    out = {}
+    for name in names[1:]:
+        other = results[name]["survived"]
+        low, high = mean_diff_ci(other, first, dialogues)
+        out[f"{name} - {names[0]}"] = {
+            "diff": round((sum(other) - sum(first)) / len(first), 3),
+            "ci95": [round(low, 3), round(high, 3)],
+            "only_first": sum(a and not b for a, b in zip(first, other, strict=True)),
+            "only_other": sum(b and not a for a, b in zip(first, other, strict=True)),
+        }
+    return out
+
+
+def _models(spec: str, adapter: Path | None, parser) -> dict[str, LLMSettings]:
+    """The named models of `--models`, as the LLM settings each is loaded with."""
+    out = {}
+    for name in filter(None, (x.strip() for x in spec.split(","))):
+        base, _, weights = name.partition("+")
+        if base not in ("untuned", "tuned") or weights not in ("", "int4"):
+            parser.error(f"unknown model {name!r} in --models: use untuned, tuned, untuned+int4")
+        if base == "tuned" and adapter is None:
+            parser.error("--models names 'tuned': pass --adapter DIR")
+        out[name] = LLMSettings(
+            adapter=adapter if base == "tuned" else None, decode_weights=weights or "bf16"
+        )
+    return out
 
 
 def main() -> None:
@@ -95,7 +131,13 @@ def main() -> None:
     p.add_argument("--format", default="redial")
     p.add_argument("--catalog", type=Path, required=True)
     p.add_argument("--catalog-format", default="redial")
-    p.add_argument("--adapter", type=Path, required=True, help="the tuned reply adapter")
+    p.add_argument("--adapter", type=Path, default=None, help="the tuned reply adapter")
+    p.add_argument(
+        "--models",
+        default="untuned,tuned",
+        help="comma-separated: untuned, tuned (needs --adapter); +int4 decodes from 4-bit "
+        "weights (llm.decode_weights), e.g. untuned,untuned+int4",
+    )
     p.add_argument("--limit", type=int, default=48, help="test turns given model replies")
     p.add_argument("--ppl-limit", type=int, default=200, help="test turns scored for perplexity")
     p.add_argument("--batch", type=int, default=8, help="replies per progress line")
@@ -109,6 +151,7 @@ def main() -> None:
     )
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
+    models = _models(args.models, args.adapter, p)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
     settings = Settings()
@@ -134,11 +177,12 @@ def main() -> None:
         for t in sample_by_dialogue([t for t, _ in keyed], args.ppl_limit, args.seed)
     }
     gen = [u for t, u in keyed if (t.dialog_id, t.turn_id) in gen_keys]
+    gen_dialogues = [t.dialog_id for t, _ in keyed if (t.dialog_id, t.turn_id) in gen_keys]
     load_before = os.getloadavg()
     started = time.perf_counter()
     results: dict[str, Any] = {}
-    for name, adapter in (("untuned", None), ("tuned", args.adapter)):
-        llm = load_llm(LLMSettings(adapter=adapter), settings.model_cache)
+    for name, llm_settings in models.items():
+        llm = load_llm(llm_settings, settings.model_cache)
         ppl = [(reply_prompt(llm, inp), resp) for t, (inp, resp) in keyed
                if (t.dialog_id, t.turn_id) in ppl_keys]  # fmt: skip
         results[name] = evaluate(llm, index, gen, ppl, args.batch)
@@ -152,6 +196,10 @@ def main() -> None:
         "n_generated": len(gen),
         "n_perplexity": len(ppl_keys),
         "adapter": str(args.adapter),
+        "models": {
+            k: v.model_dump(mode="json", include={"adapter", "decode_weights"})
+            for k, v in models.items()
+        },  # fmt: skip
         "decoding": "title-span constraint (chatbot.reply.title_constraint) + reply_checks",
         "machine": {
             "cpus": os.cpu_count(),
@@ -161,6 +209,7 @@ def main() -> None:
             "seconds": round(time.perf_counter() - started, 1),
         },
         "results": results,
+        "survive_paired": _paired(results, gen_dialogues),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2), encoding="utf-8")
@@ -174,6 +223,9 @@ def main() -> None:
             f"{'n/a' if g is None else f'{g:.0%}'} ({r['titles_named']}) | "
             f"{r['survive_checks']:.0%} |"
         )
+
+    for pair, d in record["survive_paired"].items():
+        print(f"survive checks, {pair}: {d['diff']:+.3f} {d['ci95']} (paired by dialogue)")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -39,11 +40,13 @@ COLUMNS = [  # (header, path in a child's bench.json)
 
 def run_backend_bench(args: argparse.Namespace) -> int:
     names = [b.strip() for b in str(args.backends).split(",") if b.strip()]
-    unknown = [b for b in names if any(e not in BACKENDS for e in b.split("+")) or b.count("+") > 1]
+    unknown = [b for b in names if not _known(b)]
     if unknown:
         from chatbot.errors import ConfigError
 
-        raise ConfigError(f"unknown backend(s) {unknown}: choose from {list(BACKENDS)}")
+        raise ConfigError(
+            f"unknown backend(s) {unknown}: choose from {list(BACKENDS)}, A+B, or transformers@int4"
+        )
     out = Path(args.out or "runs/bench-backends")
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
@@ -66,8 +69,17 @@ def run_backend_bench(args: argparse.Namespace) -> int:
     return 0 if all("error" not in r for r in results.values()) else 1
 
 
+def _known(name: str) -> bool:
+    engines, _, weights = name.partition("@")
+    parts = engines.split("+")
+    if weights and (weights != "int4" or "transformers" not in parts):
+        return False
+    return len(parts) <= 2 and all(e in BACKENDS for e in parts)
+
+
 def _child(args: argparse.Namespace, name: str, out: Path, base_url: str | None) -> dict:
-    ranking, _, generation = name.partition("+")
+    engines, _, weights = name.partition("@")
+    ranking, _, generation = engines.partition("+")
     cmd = [
         sys.executable, "-m", "recochat", "bench", "--no-scaling", "--no-naive", "--json",
         "--turns", str(args.turns), "--catalog", args.catalog, "--backend", ranking,
@@ -94,7 +106,8 @@ def _child(args: argparse.Namespace, name: str, out: Path, base_url: str | None)
     if args.batching:
         cmd.append("--batching")
     log.info("bench %s: %s", name, " ".join(cmd))
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = {**os.environ, "RECOCHAT_LLM__DECODE_WEIGHTS": weights} if weights else None
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     bench_json = out / "bench.json"
     if done.returncode != 0 or not bench_json.is_file():
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]

@@ -224,7 +224,8 @@ def add_bench_parser(subparsers: Any) -> Any:
         "--backends",
         help="comma-separated LLM backends to bench side by side, each in a child process "
         "(e.g. transformers,llamacpp,openai; openai starts llama.cpp's server unless "
-        "--base-url; RANKING+GENERATION, e.g. transformers+llamacpp, splits the tasks)",
+        "--base-url; RANKING+GENERATION, e.g. transformers+llamacpp, splits the tasks; "
+        "transformers@int4 decodes from 4-bit weights)",
     )
     add_settings_options(p)
     p.set_defaults(func=run_bench)

@@ -120,8 +120,11 @@ def _load_transformers_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
             model = model.merge_and_unload()  # no adapter overhead per token at serving time
     model.eval()
     if not settings.load_in_4bit:
-        packed = pack_linears(model)
-        log.info("packed %d linear layers for oneDNN", packed)
+        packed = pack_linears(model, settings.decode_weights)
+        int4 = sum(1 for m in model.modules() if getattr(m, "int4", None) is not None)
+        log.info("packed %d linear layers for oneDNN (%d decode from int4 weights)", packed, int4)
+        if settings.decode_weights == "int4" and not int4:
+            log.warning("llm.decode_weights = 'int4' needs bf16 weights on a CPU: decoding in bf16")
     if model.generation_config is not None:
         # Greedy decoding: drop sampling knobs shipped with the model to avoid warnings.
         for key in ("temperature", "top_p", "top_k"):

@@ -41,6 +41,12 @@ class LLMSettings(BaseModel):
         description="Compute dtype when not 4-bit. 'auto': bfloat16 on CUDA and on CPUs with "
         "AMX/AVX512-BF16 (several times faster there), float32 on other CPUs.",
     )
+    decode_weights: Literal["bf16", "int4"] = Field(
+        "bf16",
+        description="transformers on a bf16 CPU: 'int4' runs one-token decoding steps from "
+        "4-bit weights (a scale and offset per 32 inputs, the bundled model's own Q4_1 grid), "
+        "about twice as fast; prefill and ranking stay bf16 (inference/int4_decode.py).",
+    )
     threads: int = Field(
         0, description="torch CPU threads (of the compute thread when it is on); 0 = the default."
     )
@@ -134,6 +140,10 @@ class LLMSettings(BaseModel):
                 )
             if self.gguf is None and self.model != BUILTIN_LLM:
                 raise ValueError(f"llm.backend 'llamacpp' needs llm.gguf for {self.model!r}")
+        if self.decode_weights != "bf16" and "transformers" not in engines:
+            raise ValueError(
+                "llm.decode_weights is a transformers option (a GGUF decodes from its own weights)"
+            )
         if self.load_in_4bit and engines != {"transformers"}:
             raise ValueError("llm.load_in_4bit is a transformers option (GGUFs are quantized)")
         return self

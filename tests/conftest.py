@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from recochat.env import set_env_defaults
@@ -33,11 +35,13 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def llm(model_cache):
-    """The real default LLM (SmolLM2-135M-Instruct), loaded once."""
+    """The real default LLM (SmolLM2-135M-Instruct), loaded once; it decodes from the weights
+    RECOCHAT_LLM__DECODE_WEIGHTS names, as a served one does (bf16 unless set)."""
     from inference.llm import load_llm
     from inference.settings import LLMSettings
 
-    return load_llm(LLMSettings(), model_cache)
+    weights = os.environ.get("RECOCHAT_LLM__DECODE_WEIGHTS", "bf16")
+    return load_llm(LLMSettings(decode_weights=weights), model_cache)
 
 
 @pytest.fixture(scope="session")

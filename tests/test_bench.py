@@ -52,3 +52,21 @@ def test_bench_scaling_only_loads_no_llm(tmp_path, capsys):
     assert set(report["retrieval_ms_at"]) == {"40"} and len(report["load_avg"]) == 2
     assert json.loads((out / "bench.json").read_text()) == report
     assert (out / "scaling.png").stat().st_size > 0
+
+
+def test_backend_configurations_are_engines_a_split_or_transformers_at_int4(tmp_path, capsys):
+    from evaluation.backend_bench import _known
+
+    for name in (
+        "transformers",
+        "llamacpp+transformers",
+        "transformers@int4",
+        "transformers+llamacpp@int4",
+    ):
+        assert _known(name), name
+    for name in ("vllm", "llamacpp@int4", "transformers@int8", "a+b+c"):
+        assert not _known(name), name
+    # a bad configuration is one line naming the choices, before anything runs
+    code = main(["bench", "--backends", "transformers,llamacpp@int4", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "transformers@int4" in err and "Traceback" not in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import math
 import shutil
@@ -211,6 +212,78 @@ def test_packed_layers_compute_what_nn_linear_computes():
         got = net(x).float()
     assert packed in (0, 2)
     assert torch.allclose(got, expected, atol=2e-2, rtol=2e-2)
+
+
+def _int4_ready() -> bool:
+    from inference.int4_decode import available
+    from inference.linear_packing import _packing_available
+
+    return _packing_available() and available()
+
+
+def test_int4_decoding_runs_one_row_calls_from_4_bit_weights_and_the_rest_from_bf16():
+    from inference.linear_packing import pack_linears
+
+    if not _int4_ready():
+        pytest.skip("no oneDNN or 4-bit CPU kernels in this torch build")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.SiLU(), torch.nn.Linear(32, 16))
+    net = net.to(torch.bfloat16)
+    plain = copy.deepcopy(net)
+    one, rows = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(5, 64, dtype=torch.bfloat16)
+    with torch.inference_mode():
+        expected_one, expected_rows = net(one).float(), net(rows).float()
+        assert pack_linears(net, "int4") == 2 and pack_linears(plain) == 2
+        assert net[0].int4 is not None and plain[0].int4 is None
+        got_one, got_rows = net(one).float(), net(rows).float()
+        # several rows: the packed bf16 weights, exactly as without int4
+        assert torch.equal(got_rows, plain(rows).float())
+        # one row: the 4-bit weights, close to bf16 but not the same computation
+        assert not torch.equal(got_one, plain(one).float())
+    assert torch.allclose(got_rows, expected_rows, atol=2e-2, rtol=2e-2)
+    error = (got_one - expected_one).norm() / expected_one.norm()
+    assert error < 0.25, error
+
+
+def test_int4_weights_give_back_the_bundled_q4_1_weights(model_cache, llm):
+    """The builtin model ships as Q4_1 (a scale and an offset per 32 weights), the grid the
+    4-bit decode uses, so its weights come back up to bf16 rounding; random weights do not."""
+    from safetensors.torch import load_file
+
+    from inference.int4_decode import GROUP, int4_linear, int4_weights
+
+    if not _int4_ready():
+        pytest.skip("no 4-bit CPU kernels in this torch build")
+    tensors = load_file(str(convert_builtin(model_cache) / "model.safetensors"))
+    w = tensors["model.layers.0.mlp.down_proj.weight"].to(torch.bfloat16)
+    eye = torch.eye(w.shape[1], dtype=torch.bfloat16)
+
+    def error(weight):
+        with torch.inference_mode():
+            back = int4_linear(eye, int4_weights(weight), weight.shape[0], None).t().float()
+        blocks = weight.float().reshape(weight.shape[0], -1, GROUP)
+        step = (blocks.amax(-1) - blocks.amin(-1)).mean() / 15
+        return float((back - weight.float()).abs().mean() / step)
+
+    assert error(w) < 0.05  # the Q4_1 grid itself: only rounding remains
+    assert error(torch.randn_like(w.float()).to(torch.bfloat16)) > 0.15  # ~1/4 step off
+
+
+def test_int4_llm_decodes_from_4_bit_weights_and_ranks_as_bf16(model_cache, llm):
+    if not _int4_ready() or llm.model.dtype != torch.bfloat16:
+        pytest.skip("int4 decoding needs bf16 weights on a CPU with oneDNN")
+    int4 = load_llm(LLMSettings(decode_weights="int4"), model_cache)
+    assert sum(1 for m in int4.model.modules() if getattr(m, "int4", None) is not None) > 100
+    prompt, labels = rerank_prompt(llm, "user: a heist thriller"), list(LABELS[: len(ITEMS)])
+    assert int4.label_logprobs(prompt, labels) == llm.label_logprobs(prompt, labels)
+    reply = int4.chat_prompt("Recommend one movie like Heat, in one sentence.")
+    text = int4.tokenizer.decode(list(int4.stream_ids(reply, 24, stop=None)))
+    assert len(text.split()) >= 5, text
+
+
+def test_decode_weights_is_refused_off_transformers():
+    with pytest.raises(ValueError, match="decode_weights is a transformers option"):
+        LLMSettings(backend="llamacpp", decode_weights="int4")
 
 
 def test_conversion_cache_is_reused(model_cache, llm):

@@ -101,12 +101,25 @@ def cpp_writer(demo_items):
     return ReplyWriter(LlamaCppLLM(builtin_gguf_path()), MentionFinder.of(demo_items.values()))
 
 
-@pytest.mark.parametrize("engine", ["transformers", "llamacpp"])
+@pytest.fixture(scope="module")
+def int4_writer(model_cache, demo_items):
+    """The same writer on transformers decoding from 4-bit weights (llm.decode_weights)."""
+    from inference.llm import load_llm
+    from inference.settings import LLMSettings
+
+    llm = load_llm(LLMSettings(decode_weights="int4"), model_cache)
+    return ReplyWriter(llm, MentionFinder.of(demo_items.values()))
+
+
+WRITERS = {"transformers": "writer", "transformers-int4": "int4_writer", "llamacpp": "cpp_writer"}
+
+
+@pytest.mark.parametrize("engine", list(WRITERS))
 @pytest.mark.parametrize(("message", "picks", "user_titles"), CASES)
 def test_replies_name_a_pick_and_no_partial_or_foreign_title(
     request, demo_items, engine, message, picks, user_titles
 ):
-    writer = request.getfixturevalue("writer" if engine == "transformers" else "cpp_writer")
+    writer = request.getfixturevalue(WRITERS[engine])
     llm = writer.llm
     inp = ReplyInput(
         history=(("user", message),),
