@@ -76,7 +76,7 @@ def step_ms(llm, steps: int) -> float:
         times = []
         for _ in range(steps):
             started = time.perf_counter()
-            llm._forward(token, cache)
+            llm._forward(token, cache, decoding=True)
             times.append(time.perf_counter() - started)
     return statistics.median(times) * 1000
 
@@ -94,7 +94,7 @@ def linear_share(llm, steps: int) -> float:
             token = torch.tensor([[row[-1]]])
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
                 for _ in range(steps):
-                    llm._forward(token, cache)
+                    llm._forward(token, cache, decoding=True)
         return p
 
     events = compute_thread.run(profile).key_averages()

@@ -13,6 +13,7 @@ from typing import Any
 
 from inference import compute_thread
 from inference.errors import ModelError
+from inference.int4_decode import decoding_step
 from inference.prefix_cache import Prefix, common_prefix_length, growing_cache
 
 
@@ -70,17 +71,30 @@ class ForwardPass:
         return growing_cache(self.model.config, prefix, batch, room)
 
     def _forward(
-        self, ids: Any, cache: Any, mask: Any = None, positions: Any = None, **extra: Any
+        self,
+        ids: Any,
+        cache: Any,
+        mask: Any = None,
+        positions: Any = None,
+        decoding: bool = False,
+        **extra: Any,
     ) -> Any:
         """Run `ids` after what `cache` holds. Returns the last position's final hidden state
         [batch, hidden] when the output layer is split off (`_project` scores it), else its
         logits [batch, vocab]. `extra`: keyword arguments for the attention function
-        (`inference.row_attention`). Runs on the compute thread (`inference.compute_thread`)."""
+        (`inference.row_attention`). `decoding`: a decoding step (`llm.decode_weights`).
+        Runs on the compute thread (`inference.compute_thread`)."""
         import torch
 
         if not isinstance(ids, torch.Tensor):
             ids = torch.tensor([ids], device=self.device)
+        if decoding:
+            return compute_thread.run(self._decoding_step, ids, cache, mask, positions, extra)
         return compute_thread.run(self._run_model, ids, cache, mask, positions, extra)
+
+    def _decoding_step(self, ids: Any, cache: Any, mask: Any, positions: Any, extra: Any) -> Any:
+        with decoding_step():
+            return self._run_model(ids, cache, mask, positions, extra)
 
     def _run_model(self, ids: Any, cache: Any, mask: Any, positions: Any, extra: Any) -> Any:
         kwargs = {

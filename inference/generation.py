@@ -119,10 +119,10 @@ class Generation:
                     break
                 step_ids = torch.tensor(feed, device=out0.device).unsqueeze(1)
                 if mask is None:
-                    hidden = self._forward(step_ids, cache)
+                    hidden = self._forward(step_ids, cache, decoding=True)
                 else:
                     mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-                    hidden = self._forward(step_ids, cache, mask, positions)
+                    hidden = self._forward(step_ids, cache, mask, positions, decoding=True)
                     positions = positions + 1
             self.stats.generated_tokens += sum(len(o) for o in out)
             self.stats.decode_s += time.perf_counter() - started
@@ -180,7 +180,8 @@ class Generation:
                     if token is None:
                         break
                 if not last:  # one forward for the picked token and the forced ones after it
-                    hidden = self._forward(torch.tensor([fed], device=hidden.device), cache)
+                    step_ids = torch.tensor([fed], device=hidden.device)
+                    hidden = self._forward(step_ids, cache, decoding=True)
                 self.stats.generated_tokens += len(fed)
                 self.stats.decode_s += time.perf_counter() - started
             yield from fed

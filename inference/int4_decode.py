@@ -10,8 +10,10 @@ packed decoder linear also keeps its weight as 4-bit integers with one scale and
 - The grid is Q4_1's: per 32 inputs, `w = q * step + low` with q in 0..15. The bundled model is
   a Q4_1 GGUF, so its weights come back as they were shipped (up to bf16 rounding of the
   step and offset); for another model this is ordinary 4-bit weight-only quantisation.
-- Prefill, ranking, the title spans the reply's constraint forces (several tokens in one
-  forward pass) and batched decoding (two rows or more) stay on the bf16 weights, so picks do
+- Only a decoding step of one row uses them: the generation loop marks its forward passes
+  (`decoding_step`), so prefill, ranking (even a prompt whose last token is all that is left
+  after the prefix cache), the title spans the reply's constraint forces (several tokens in
+  one forward pass) and batched decoding (two rows or more) stay on the bf16 weights, so picks do
   not change and batched decoding stays batch-invariant.
 - The reply a one-row decode writes is that of slightly different weights: the same in its
   first words on a probe prompt, then its own (the checks and the title constraint apply as
@@ -20,9 +22,27 @@ packed decoder linear also keeps its weight as 4-bit integers with one scale and
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 GROUP = 32
+_step = threading.local()  # set by the generation loop around a decoding step's forward pass
+
+
+@contextmanager
+def decoding_step() -> Iterator[None]:
+    """Marks the forward pass run inside it (on this thread) as a decoding step."""
+    _step.on = True
+    try:
+        yield
+    finally:
+        _step.on = False
+
+
+def in_decoding_step() -> bool:
+    return getattr(_step, "on", False)
 
 
 def available() -> bool:

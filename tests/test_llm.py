@@ -222,6 +222,7 @@ def _int4_ready() -> bool:
 
 
 def test_int4_decoding_runs_one_row_calls_from_4_bit_weights_and_the_rest_from_bf16():
+    from inference.int4_decode import decoding_step
     from inference.linear_packing import pack_linears
 
     if not _int4_ready():
@@ -235,11 +236,14 @@ def test_int4_decoding_runs_one_row_calls_from_4_bit_weights_and_the_rest_from_b
         expected_one, expected_rows = net(one).float(), net(rows).float()
         assert pack_linears(net, "int4") == 2 and pack_linears(plain) == 2
         assert net[0].int4 is not None and plain[0].int4 is None
-        got_one, got_rows = net(one).float(), net(rows).float()
+        with decoding_step():
+            got_one, got_rows = net(one).float(), net(rows).float()
         # several rows: the packed bf16 weights, exactly as without int4
         assert torch.equal(got_rows, plain(rows).float())
-        # one row: the 4-bit weights, close to bf16 but not the same computation
+        # one row of a decoding step: the 4-bit weights, close to bf16 but not the same
         assert not torch.equal(got_one, plain(one).float())
+        # one row outside a decoding step (a prompt's last token): bf16, exactly
+        assert torch.equal(net(one).float(), plain(one).float())
     assert torch.allclose(got_rows, expected_rows, atol=2e-2, rtol=2e-2)
     error = (got_one - expected_one).norm() / expected_one.norm()
     assert error < 0.25, error
@@ -274,8 +278,14 @@ def test_int4_llm_decodes_from_4_bit_weights_and_ranks_as_bf16(model_cache, llm)
         pytest.skip("int4 decoding needs bf16 weights on a CPU with oneDNN")
     int4 = load_llm(LLMSettings(decode_weights="int4"), model_cache)
     assert sum(1 for m in int4.model.modules() if getattr(m, "int4", None) is not None) > 100
+    bf16 = load_llm(LLMSettings(), model_cache)  # in the same prefix-cache state as int4
     prompt, labels = rerank_prompt(llm, "user: a heist thriller"), list(LABELS[: len(ITEMS)])
-    assert int4.label_logprobs(prompt, labels) == llm.label_logprobs(prompt, labels)
+    assert int4.label_logprobs(prompt, labels) == bf16.label_logprobs(prompt, labels)
+    # with all but the prompt's last token cached, ranking runs one row, still on bf16
+    other = rerank_prompt(llm, "user: a space opera")
+    for engine in (int4, bf16):
+        engine._cache_ids(engine._encode(other)[:-1])
+    assert int4.label_logprobs(other, labels) == bf16.label_logprobs(other, labels)
     reply = int4.chat_prompt("Recommend one movie like Heat, in one sentence.")
     text = int4.tokenizer.decode(list(int4.stream_ids(reply, 24, stop=None)))
     assert len(text.split()) >= 5, text
