@@ -49,15 +49,17 @@ def low_bit_weights(llm, dense) -> list:
 
 
 def use_weights(layers: list, kind: str) -> None:
-    """Run one-row calls of `layers` from `kind` ("bf16", "int8", "int4") weights."""
+    """Run one-row decoding steps of `layers` from `kind` ("bf16", "int8", "int4") weights."""
     import torch
+
+    from inference.int4_decode import in_decoding_step
 
     for module in layers:
         if not hasattr(module, "bf16_forward"):
             module.bf16_forward = module.forward
 
         def int8_forward(x, m=module):
-            if x.numel() != m.in_features:
+            if x.numel() != m.in_features or not in_decoding_step():  # as int4 is routed
                 return m.bf16_forward(x)
             y = torch.ops.aten._weight_int8pack_mm(x.reshape(1, -1), m.int8, m.int8_scale)
             return y.reshape(*x.shape[:-1], m.out_features)
