@@ -140,9 +140,12 @@ class Recommender:
         clock = StageClock()
         text = self.validate(message)
         index, schema = self.catalog()
-        act = self._act(state, text, index, schema)
+        linked = (index.find(text), index.find_entities(text))
+        act = self._act(state, text, schema, linked)
         talk = act.name in NO_PICKS
-        state.add_user(text, index, schema, self.settings.max_history_turns, understand=not talk)
+        state.add_user(
+            text, index, schema, self.settings.max_history_turns, understand=not talk, linked=linked
+        )
         state.last_act = act.name
         if act.name in ("feedback", "refine"):
             apply_word_feedback(state, text, index)
@@ -200,14 +203,19 @@ class Recommender:
         )
 
     def _act(
-        self, state: DialogueState, text: str, index: MentionFinder, schema: CatalogSchema
+        self,
+        state: DialogueState,
+        text: str,
+        schema: CatalogSchema,
+        linked: tuple[Sequence[Any], Sequence[Any]],
     ) -> Act:
-        """The message's dialogue act; a topic shift is applied to `state` at once."""
-        mentions = index.find(text)
+        """The message's dialogue act (`linked`: its titles and entities); a topic shift is
+        applied to `state` at once."""
+        mentions, entities = linked
         ids = [m.item_id for m in mentions]
         seeds = [*state.liked, *state.mentioned][-MAX_ACT_SEEDS:]
         genres = frozenset(g for it in self.store.get(seeds) for g in it.genres) if seeds else None
-        people = sum(1 for e in index.find_entities(text) if e.key.startswith("person:"))
+        people = sum(1 for e in entities if e.key.startswith("person:"))
         ctx = context_from_state(state, ids, genres or frozenset(), people)
         act = self.acts.classify(text, ctx)
         if act.name == "topic_shift":

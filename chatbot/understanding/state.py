@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -57,16 +58,18 @@ class DialogueState:
         max_history: int = 40,
         *,
         understand: bool = True,
+        linked: tuple[Sequence[Any], Sequence[Any]] | None = None,
     ) -> None:
         """Record a user message; `understand=False` (a question, a greeting) keeps only the
-        words: no title or sentiment, and no constraint, is read from it."""
+        words: no title or sentiment, and no constraint, is read from it. `linked`: the
+        message's (`index.find`, `index.find_entities`), when the caller has them already."""
         self._append("user", text, max_history)
         if not understand:
             return
         if REJECT_SHOWN.search(text.lower()):
             for item_id in self.last_shown:
                 _add(self.rejected, item_id)
-        mentions = index.find(text)
+        mentions, entities = linked or (index.find(text), index.find_entities(text))
         for m in mentions:
             self.titles[m.item_id] = m.title
             _add(self.mentioned, m.item_id)
@@ -76,7 +79,7 @@ class DialogueState:
             elif m.sentiment == "rejected":
                 _add(self.rejected, m.item_id)
                 _drop(self.liked, m.item_id)
-        for e in index.find_entities(text):
+        for e in entities:
             _add(self.entities, e.key)
             if e.sentiment == "liked":
                 _add(self.liked_entities, e.key)
