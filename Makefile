@@ -23,9 +23,12 @@ $(VENV)/.installed: pyproject.toml
 # llama-cpp-python (llm.backend = "llamacpp" / "openai" on its server, `recochat export-gguf`),
 # built from its PyPI sdist once (~3 min on 2 cores); a no-op when the pinned version is there.
 # The native build crashes on the first completion on AVX-512 + AMX CPUs (the AMX path), so it
-# is built for AVX2/AVX-512 with AMX off. llama.cpp's GGUF converters come from the same sdist.
+# is built for AVX2, plus AVX-512 where this CPU has it, with AMX off. (AVX-512 code on a CPU
+# without it dies with "Illegal instruction": AVX2-only AMD EPYCs are among the CI machines.)
+# llama.cpp's GGUF converters come from the same sdist.
 LLAMA_CPP_VERSION := 0.3.36
-LLAMA_CPP_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
+LLAMA_CPP_AVX512  := $(shell grep -qsw avx512bw /proc/cpuinfo && grep -qsw avx512vl /proc/cpuinfo && echo ON || echo OFF)
+LLAMA_CPP_CMAKE   := -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=$(LLAMA_CPP_AVX512) -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF
 LLAMA_CPP_CONVERT := $(VENV)/share/llama-cpp-convert
 $(VENV)/.llama-cpp: $(VENV)/.installed
 	@$(BIN)/python -c "import importlib.metadata as m; assert m.version('llama_cpp_python') == '$(LLAMA_CPP_VERSION)'" 2>/dev/null \
