@@ -234,7 +234,10 @@ def test_int4_decoding_runs_one_row_calls_from_4_bit_weights_and_the_rest_from_b
     one, rows = torch.randn(1, 64, dtype=torch.bfloat16), torch.randn(5, 64, dtype=torch.bfloat16)
     with torch.inference_mode():
         expected_one, expected_rows = net(one).float(), net(rows).float()
-        assert pack_linears(net, "int4") == 2 and pack_linears(plain) == 2
+        packed = pack_linears(net, "int4")
+        if packed == 0:  # bf16 packing is taken only where the CPU runs bf16 natively
+            pytest.skip("this CPU packs no bf16 linears (no AVX-512-bf16 or AMX)")
+        assert packed == 2 and pack_linears(plain) == 2
         assert net[0].int4 is not None and plain[0].int4 is None
         with decoding_step():
             got_one, got_rows = net(one).float(), net(rows).float()
