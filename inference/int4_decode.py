@@ -5,7 +5,10 @@ read, not the arithmetic, is what the step waits for: ~70% of a bf16 step of the
 is in its linear layers (`benchmarks/decode_weights.py`). With `decode_weights = "int4"`, each
 packed decoder linear also keeps its weight as 4-bit integers with one scale and one offset per
 `GROUP` inputs, and a call with one input row (one token of one sequence) runs ATen's
-`_weight_int4pack_mm_for_cpu` on them: a quarter of the bytes, half the step with AMX, two thirds on an AMD EPYC.
+`_weight_int4pack_mm_for_cpu` on them: a quarter of the bytes, half the step with AMX, two
+thirds on an AMD EPYC. On a CPU without bf16 units the model stays fp32, and the 4-bit weights
+are an eighth of its bytes (the step's input and output are converted to and from bf16): 1.8x
+the decoding speed on an AVX2-only AMD EPYC.
 
 - The grid is Q4_1's: per 32 inputs, `w = q * step + low` with q in 0..15. The bundled model is
   a Q4_1 GGUF, so its weights come back as they were shipped (up to bf16 rounding of the
@@ -13,8 +16,8 @@ packed decoder linear also keeps its weight as 4-bit integers with one scale and
 - Only a decoding step of one row uses them: the generation loop marks its forward passes
   (`decoding_step`), so prefill, ranking (even a prompt whose last token is all that is left
   after the prefix cache), the title spans the reply's constraint forces (several tokens in
-  one forward pass) and batched decoding (two rows or more) stay on the bf16 weights, so picks do
-  not change and batched decoding stays batch-invariant.
+  one forward pass) and batched decoding (two rows or more) stay on the model's own weights
+  (bf16 or fp32), so picks do not change and batched decoding stays batch-invariant.
 - The reply a one-row decode writes is that of slightly different weights: the same in its
   first words on a probe prompt, then its own (the checks and the title constraint apply as
   always).

@@ -122,9 +122,14 @@ def _load_transformers_llm(settings: LLMSettings, cache_dir: Path) -> LLM:
     if not settings.load_in_4bit:
         packed = pack_linears(model, settings.decode_weights)
         int4 = sum(1 for m in model.modules() if getattr(m, "int4", None) is not None)
-        log.info("packed %d linear layers for oneDNN (%d decode from int4 weights)", packed, int4)
-        if settings.decode_weights == "int4" and not packed:  # else pack_linears said why
-            log.warning("llm.decode_weights = 'int4' needs bf16 weights on a CPU: decoding in bf16")
+        dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
+        log.info("%d %s linear layers replaced (%d decode from int4 weights)", packed, dtype, int4)
+        if settings.decode_weights == "int4" and not int4:
+            log.warning(
+                "llm.decode_weights = 'int4' is not in use (it needs CPU linears and ATen's "
+                "4-bit kernels): decoding from the model's own %s weights",
+                dtype,
+            )
     if model.generation_config is not None:
         # Greedy decoding: drop sampling knobs shipped with the model to avoid warnings.
         for key in ("temperature", "top_p", "top_k"):

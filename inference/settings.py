@@ -43,9 +43,10 @@ class LLMSettings(BaseModel):
     )
     decode_weights: Literal["bf16", "int4"] = Field(
         "bf16",
-        description="transformers on a bf16 CPU: 'int4' runs one-token decoding steps from "
+        description="transformers on a CPU: 'int4' runs one-token decoding steps from "
         "4-bit weights (a scale and offset per 32 inputs, the bundled model's own Q4_1 grid), "
-        "1.4-2x as fast per step; prefill and ranking stay bf16 (inference/int4_decode.py).",
+        "1.4-2x as fast per step; prefill and ranking stay on the model's own bf16 or fp32 "
+        "weights (inference/int4_decode.py).",
     )
     threads: int = Field(
         0, description="torch CPU threads (of the compute thread when it is on); 0 = the default."

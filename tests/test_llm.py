@@ -252,6 +252,34 @@ def test_int4_decoding_runs_one_row_calls_from_4_bit_weights_and_the_rest_from_b
     assert error < 0.25, error
 
 
+def test_int4_decoding_of_fp32_linears_changes_only_one_row_decoding_steps():
+    """A CPU without bf16 units keeps the model in fp32: `decode_weights = "int4"` adds 4-bit
+    weights for one-row decoding steps and leaves every other call on the fp32 weight, bit
+    for bit."""
+    from inference.int4_decode import available, decoding_step
+    from inference.linear_packing import pack_linears
+
+    if not available():
+        pytest.skip("no 4-bit CPU kernels in this torch build")
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.SiLU(), torch.nn.Linear(32, 16))
+    plain = copy.deepcopy(net)
+    one, rows = torch.randn(1, 64), torch.randn(5, 64)
+    with torch.inference_mode():
+        assert pack_linears(plain) == 0  # fp32 without int4: left as it is
+        assert pack_linears(net, "int4") == 2
+        assert net[0].int4 is not None and net[0].weight is not plain[0].weight
+        with decoding_step():
+            got_one, got_rows = net(one), net(rows)
+        assert got_one.dtype == torch.float32
+        assert torch.equal(got_rows, plain(rows))  # several rows: the fp32 weights
+        assert torch.equal(net(one), plain(one))  # one row outside a decoding step: fp32
+        expected = plain(one)
+    assert not torch.equal(got_one, expected)  # one row of a decoding step: the 4-bit weights
+    error = (got_one - expected).norm() / expected.norm()
+    assert error < 0.25, error
+
+
 def test_int4_weights_give_back_the_bundled_q4_1_weights(model_cache, llm):
     """The builtin model ships as Q4_1 (a scale and an offset per 32 weights), the grid the
     4-bit decode uses, so its weights come back up to bf16 rounding; random weights do not."""
@@ -276,19 +304,23 @@ def test_int4_weights_give_back_the_bundled_q4_1_weights(model_cache, llm):
     assert error(torch.randn_like(w.float()).to(torch.bfloat16)) > 0.15  # ~1/4 step off
 
 
-def test_int4_llm_decodes_from_4_bit_weights_and_ranks_as_bf16(model_cache, llm):
-    if not _int4_ready() or llm.model.dtype != torch.bfloat16:
-        pytest.skip("int4 decoding needs bf16 weights on a CPU with oneDNN")
+def test_int4_llm_decodes_from_4_bit_weights_and_ranks_as_without(model_cache, llm):
+    """bf16 (CPUs with bf16 units, packed for oneDNN) or fp32 (the others): either way the
+    ranking is that of the model's own weights, bit for bit, and the reply decodes."""
+    from inference.int4_decode import available
+
+    if not available() or (llm.model.dtype == torch.bfloat16 and not _int4_ready()):
+        pytest.skip("no 4-bit CPU kernels (or no oneDNN for bf16) in this torch build")
     int4 = load_llm(LLMSettings(decode_weights="int4"), model_cache)
     assert sum(1 for m in int4.model.modules() if getattr(m, "int4", None) is not None) > 100
-    bf16 = load_llm(LLMSettings(), model_cache)  # in the same prefix-cache state as int4
+    plain = load_llm(LLMSettings(), model_cache)  # the reference, in int4's prefix-cache state
     prompt, labels = rerank_prompt(llm, "user: a heist thriller"), list(LABELS[: len(ITEMS)])
-    assert int4.label_logprobs(prompt, labels) == bf16.label_logprobs(prompt, labels)
-    # with all but the prompt's last token cached, ranking runs one row, still on bf16
+    assert int4.label_logprobs(prompt, labels) == plain.label_logprobs(prompt, labels)
+    # with all but the last token cached, ranking runs one row, still on its own weights
     other = rerank_prompt(llm, "user: a space opera")
-    for engine in (int4, bf16):
+    for engine in (int4, plain):
         engine._cache_ids(engine._encode(other)[:-1])
-    assert int4.label_logprobs(other, labels) == bf16.label_logprobs(other, labels)
+    assert int4.label_logprobs(other, labels) == plain.label_logprobs(other, labels)
     reply = int4.chat_prompt("Recommend one movie like Heat, in one sentence.")
     text = int4.tokenizer.decode(list(int4.stream_ids(reply, 24, stop=None)))
     assert len(text.split()) >= 5, text
